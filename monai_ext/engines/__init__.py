@@ -1,1 +1,4 @@
+"""Training and evaluation machinery shared by the bundles."""
 
+from .bundle_runner import bundle_run_command, run_bundle
+from .handlers import OverlayWriter, SegmentationReportWriter, item_name

@@ -1,1 +1,3 @@
+"""Networks, one per file."""
 
+from .tgcnet import TGCNet

@@ -38,6 +38,15 @@ def count_parameters(module: nn.Module) -> dict[str, int]:
     return {"trainable": trainable, "total": total}
 
 
+def _match_batch(tokens: torch.Tensor, batch: int) -> torch.Tensor:
+    """One report for a batch of images (e.g. all slices of a CT volume under ``SliceInferer``) is broadcast."""
+    if tokens.shape[0] == batch:
+        return tokens
+    if tokens.shape[0] == 1:
+        return tokens.expand(batch, *tokens.shape[1:])
+    raise ValueError(f"{tokens.shape[0]} reports for {batch} images: give one report per image or one for all.")
+
+
 class _StructureBranch(nn.Module):
     """Light CNN on the image: a full-resolution stem and four stride-2 residual stages (1/2 .. 1/16)."""
 
@@ -136,7 +145,8 @@ class TGCNet(nn.Module):
 
     Inputs:
         image: ``[B, in_channels, H, W]`` float in [0, 1]; H and W multiples of the ViT patch size (16).
-        text_tokens: ``[B, L]`` CLIP tokens of the report, or None for ``default_prompt``.
+        text_tokens: ``[B, L]`` CLIP tokens of the report (``[1, L]`` is shared by all images), or None for
+            ``default_prompt``.
         knowledge_tokens: ``[B, K, L]`` CLIP tokens of knowledge sentences; all-zero rows are padding.
 
     Returns:
@@ -253,9 +263,9 @@ class TGCNet(nn.Module):
             text_tokens = self.default_text_tokens.expand(image.shape[0], -1)
         elif text_tokens.dim() == 1:
             text_tokens = text_tokens.unsqueeze(0)
-        text_tokens = text_tokens.to(device=image.device, dtype=torch.long)
+        text_tokens = _match_batch(text_tokens.to(device=image.device, dtype=torch.long), image.shape[0])
         if knowledge_tokens is not None:
-            knowledge_tokens = knowledge_tokens.to(device=image.device, dtype=torch.long)
+            knowledge_tokens = _match_batch(knowledge_tokens.to(device=image.device, dtype=torch.long), image.shape[0])
 
         vit_maps, _ = self.image_encoder(image)
         scales = []

@@ -1,0 +1,121 @@
+"""TGC-Net network: shapes, which parameters train, that the report steers the mask, ablation switches."""
+
+import pytest
+import torch
+
+from monai_ext.losses.auxiliary import WithAuxiliaryLoss
+from monai_ext.networks.clip import TINY_CLIP_NAME, get_clip_tokenizer
+from monai_ext.networks.nets.tgcnet import TGCNet
+
+SIZE = 224
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return get_clip_tokenizer(TINY_CLIP_NAME)
+
+
+def make_net(**kwargs):
+    torch.manual_seed(0)
+    net = TGCNet(clip_model_name=TINY_CLIP_NAME, **kwargs)
+    return net.eval()
+
+
+def test_output_shape_grayscale_and_rgb(tokenizer):
+    net = make_net()
+    tokens = tokenizer(["Upper left lung infection.", "Lower right lung infection."])
+    with torch.no_grad():
+        assert net(torch.rand(2, 1, SIZE, SIZE), tokens).shape == (2, 1, SIZE, SIZE)
+        assert net(torch.rand(2, 3, SIZE, SIZE), tokens).shape == (2, 1, SIZE, SIZE)
+
+
+def test_only_adaptation_parameters_train(tokenizer):
+    net = make_net().train()
+    clip_params = {id(p) for p in net.image_encoder.parameters()} | {id(p) for p in net.text_encoder.parameters()}
+    assert clip_params and all(not p.requires_grad for p in net.image_encoder.parameters())
+    assert all(not p.requires_grad for p in net.text_encoder.parameters())
+    image = torch.rand(2, 1, SIZE, SIZE)
+    label = (torch.rand(2, 1, SIZE, SIZE) > 0.7).float()
+    tokens = tokenizer(["Upper left lung infection.", "Lower right lung infection."])
+    loss = WithAuxiliaryLoss(torch.nn.BCEWithLogitsLoss(), net, weight=0.1)(net(image, tokens), label)
+    loss.backward()
+    for p in net.parameters():
+        if id(p) in clip_params:
+            assert p.grad is None
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None for p in trainable)
+    counts = net.count_parameters()
+    assert 0 < counts["trainable"] < counts["total"]
+
+
+def test_trainable_fraction_is_small_with_vit_b16():
+    counts = TGCNet(clip_model_name="ViT-B-16").count_parameters()
+    assert counts["total"] > 100_000_000
+    assert counts["trainable"] / counts["total"] < 0.05
+
+
+def test_text_changes_output_and_default_prompt(tokenizer):
+    net = make_net()
+    image = torch.rand(1, 1, SIZE, SIZE)
+    with torch.no_grad():
+        left = net(image, tokenizer(["Upper left lung infection."]))
+        right = net(image, tokenizer(["Lower right lung infection."]))
+        default = net(image)
+        explicit_default = net(image, tokenizer(["Pulmonary infection in the lungs."]))
+    assert (left - right).abs().max() > 1e-4
+    torch.testing.assert_close(default, explicit_default)
+
+
+def test_one_report_broadcasts_over_a_batch_of_slices(tokenizer):
+    net = make_net()
+    tokens = tokenizer(["Ground-glass opacity in the lower left lobe."])
+    images = torch.rand(3, 1, SIZE, SIZE)
+    with torch.no_grad():
+        batched = net(images, tokens)
+        single = net(images[1:2], tokens)
+    torch.testing.assert_close(batched[1:2], single, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="2 reports for 3 images"):
+        net(images, tokens.expand(2, -1))
+
+
+def test_knowledge_switch(tokenizer):
+    image = torch.rand(1, 1, SIZE, SIZE)
+    report = tokenizer(["Consolidation in the lower right lung."])
+    knowledge = tokenizer(["Consolidation is lung filled with fluid.", ""]).unsqueeze(0)
+    knowledge[0, 1] = 0  # padding row
+    with torch.no_grad():
+        with_kb = make_net(use_knowledge=True)
+        differs = (with_kb(image, report, knowledge) - with_kb(image, report)).abs().max()
+        without_kb = make_net(use_knowledge=False)
+        same = (without_kb(image, report, knowledge) - without_kb(image, report)).abs().max()
+    assert differs > 1e-5
+    assert same == 0
+
+
+@pytest.mark.parametrize("switches", [{"use_cnn_branch": False}, {"use_vlcm": False}])
+def test_ablations_run_and_train(tokenizer, switches):
+    net = make_net(**switches).train()
+    label = (torch.rand(1, 1, SIZE, SIZE) > 0.5).float()
+    out = net(torch.rand(1, 1, SIZE, SIZE), tokenizer(["Left lung infection."]))
+    assert out.shape == (1, 1, SIZE, SIZE)
+    aux = net.alignment_loss(label)
+    if switches.get("use_vlcm") is False:
+        assert aux.item() == 0.0
+        assert not hasattr(net, "calibration")
+    else:
+        assert not hasattr(net, "structure_branch")
+        assert aux.item() > 0
+    out.mean().backward()
+
+
+def test_alignment_loss_follows_the_mask(tokenizer):
+    net = make_net().train()
+    net(torch.rand(1, 1, SIZE, SIZE), tokenizer(["Right lung infection."]))
+    logits = net._similarity_logits.detach()
+    agree = (torch.nn.functional.interpolate(logits, size=(SIZE, SIZE)) > 0).float()
+    assert net.alignment_loss(agree) < net.alignment_loss(1 - agree)
+
+
+def test_wrong_batch_of_config_arguments():
+    with pytest.raises(ValueError, match="cnn_channels"):
+        TGCNet(clip_model_name=TINY_CLIP_NAME, cnn_channels=(8, 16))

@@ -1,0 +1,129 @@
+"""The TGC-Net bundle as the MONAI Model Zoo checks it: metadata schema, network in/out, TorchScript export, and a
+few-iteration train -> evaluate -> inference run through ConfigWorkflow on generated demo data."""
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from PIL import Image
+
+from monai_ext.data.synthetic import make_chest_xray_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
+CONFIGS = os.path.join(BUNDLE, "configs")
+SCHEMA = os.path.join(REPO, "tests", "data", "meta_schema_20240725.json")
+TRAIN = [os.path.join(CONFIGS, "train.json"), os.path.join(CONFIGS, "demo.json")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Demo data, one short training run; returns the override dict that points the bundle at them."""
+    root = tmp_path_factory.mktemp("tgcnet_bundle")
+    data_dir = str(root / "data")
+    make_chest_xray_dataset(data_dir, n_train=8, n_val=4, n_test=4, image_size=224, seed=3)
+    overrides = {
+        "bundle_root": BUNDLE,
+        "dataset_dir": data_dir,
+        "ckpt_dir": str(root / "models"),
+        "log_dir": str(root / "runs"),
+        "output_dir": str(root / "eval"),
+        "max_epochs": 1,
+        "batch_size": 4,
+    }
+    workflow = ConfigWorkflow(config_file=TRAIN, workflow_type="train", **overrides)
+    workflow.initialize()
+    assert workflow.check_properties() in (None, [])
+    workflow.run()
+    workflow.finalize()
+    return overrides
+
+
+def test_metadata_is_valid_against_the_schema():
+    verify_metadata(meta_file=os.path.join(CONFIGS, "metadata.json"), filepath=SCHEMA)
+
+
+def test_network_in_out_without_text():
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=os.path.join(CONFIGS, "metadata.json"),
+        config_file=TRAIN,
+        device="cpu",
+        bundle_root=BUNDLE,
+    )
+
+
+def test_training_writes_a_checkpoint_that_loads(trained):
+    checkpoint = os.path.join(trained["ckpt_dir"], "model.pt")
+    assert os.path.isfile(checkpoint)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert any(k.startswith("text_adapter") for k in state)
+    assert glob.glob(os.path.join(trained["log_dir"], "events.out.tfevents.*"))
+
+
+def test_evaluate_writes_report_and_overlays(trained):
+    workflow = ConfigWorkflow(
+        config_file=TRAIN + [os.path.join(CONFIGS, "evaluate.json")], workflow_type="eval", **trained
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    with open(os.path.join(trained["output_dir"], "report.json")) as f:
+        report = json.load(f)
+    assert report["num_images"] == 4
+    assert os.path.isfile(os.path.join(trained["output_dir"], "per_image.csv"))
+    assert len(glob.glob(os.path.join(trained["output_dir"], "overlays", "*.png"))) == 4
+
+
+def test_inference_writes_masks_at_input_size(trained, tmp_path):
+    out = tmp_path / "pred"
+    workflow = ConfigWorkflow(
+        config_file=[os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo_inference.json")],
+        workflow_type="infer",
+        bundle_root=BUNDLE,
+        dataset_dir=trained["dataset_dir"],
+        datalist_file=os.path.join(trained["dataset_dir"], "datalist.json"),
+        ckpt_dir=trained["ckpt_dir"],
+        output_dir=str(out),
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    masks = sorted(glob.glob(str(out / "masks" / "*.png")))
+    assert len(masks) == 4
+    with open(os.path.join(trained["dataset_dir"], "datalist.json")) as f:
+        first_image = os.path.join(trained["dataset_dir"], json.load(f)["test"][0]["image"])
+    mask = np.asarray(Image.open(masks[0]))
+    assert mask.shape == np.asarray(Image.open(first_image)).shape[:2]
+    assert set(np.unique(mask)) <= {0, 255}
+    assert len(glob.glob(str(out / "overlays" / "*.png"))) == 4
+
+
+def test_torchscript_export_matches_eager(trained, tmp_path):
+    ts_path = str(tmp_path / "model.ts")
+    ckpt_export(
+        net_id="network_def",
+        filepath=ts_path,
+        ckpt_file=os.path.join(trained["ckpt_dir"], "model.pt"),
+        meta_file=os.path.join(CONFIGS, "metadata.json"),
+        config_file=TRAIN,
+        use_trace=True,
+        input_shape=[1, 1, 224, 224],
+        bundle_root=BUNDLE,
+    )
+    scripted = torch.jit.load(ts_path)
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    parser["bundle_root"] = BUNDLE
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(os.path.join(trained["ckpt_dir"], "model.pt"), weights_only=True))
+    net.eval()
+    image = torch.rand(1, 1, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(image), net(image), atol=1e-4, rtol=1e-4)
