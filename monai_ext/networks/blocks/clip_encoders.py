@@ -1,0 +1,255 @@
+"""Frozen (or trainable) CLIP image and text encoders exposing the intermediate features segmentation needs.
+
+Both wrap parts of one open_clip model built by :func:`monai_ext.networks.clip.create_clip`; building both from the
+same model shares its parameters.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from open_clip.transformer import VisionTransformer, text_global_pool
+
+from monai_ext.text.cache import TextEmbeddingCache
+
+__all__ = ["ClipImageEncoder", "ClipTextEncoder", "default_layer_indices"]
+
+_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def default_layer_indices(depth: int, count: int = 4) -> tuple[int, ...]:
+    """``count`` evenly spaced 1-based block depths ending at ``depth`` (12 -> (3, 6, 9, 12))."""
+    if depth < 1:
+        raise ValueError(f"Transformer depth must be >= 1, got {depth}.")
+    return tuple(sorted({max(1, round(depth * (i + 1) / count)) for i in range(count)}))
+
+
+class ClipImageEncoder(nn.Module):
+    """CLIP ViT image encoder returning multi-depth patch-feature maps and the projected global embedding.
+
+    Images whose size differs from the CLIP input size are encoded at their own resolution: the learned positional
+    embedding is bicubically interpolated to the image's patch grid (so feature maps keep spatial detail rather than
+    being computed on a resized image). Height and width must be multiples of the patch size.
+
+    Args:
+        clip_model: open_clip model with a ``VisionTransformer`` visual tower.
+        layer_indices: 1-based transformer depths whose outputs are returned (``(3, 6, 9, 12)`` for ViT-B);
+            ``None`` takes 4 evenly spaced depths.
+        frozen: keep CLIP weights fixed (``requires_grad=False``, no autograd graph, eval mode even in ``.train()``).
+
+    Inputs:
+        images: ``[B, C, H, W]`` float in [0, 1], ``C`` 1 (repeated to RGB) or 3; CLIP mean/std normalisation is
+        applied inside.
+
+    Returns:
+        ``(maps, embedding)``: a list of ``[B, out_channels, H / patch, W / patch]`` tensors (one per layer index,
+        shallow to deep) and the projected global embedding ``[B, embed_dim]``.
+
+    Example::
+
+        encoder = ClipImageEncoder(create_clip(TINY_CLIP_NAME))
+        maps, embedding = encoder(torch.rand(2, 1, 224, 224))  # 4 x [2, 128, 14, 14], [2, 64]
+    """
+
+    def __init__(self, clip_model: nn.Module, layer_indices: Sequence[int] | None = None, frozen: bool = True) -> None:
+        super().__init__()
+        visual = getattr(clip_model, "visual", None)
+        if not isinstance(visual, VisionTransformer):
+            raise TypeError(
+                f"ClipImageEncoder needs an open_clip VisionTransformer visual tower, got {type(visual).__name__}."
+            )
+        self.visual = visual
+        depth = len(visual.transformer.resblocks)
+        indices = default_layer_indices(depth) if layer_indices is None else tuple(int(i) for i in layer_indices)
+        if not indices or any(i < 1 or i > depth for i in indices):
+            raise ValueError(f"layer_indices must be 1-based depths in [1, {depth}], got {layer_indices}.")
+        self.layer_indices = indices
+        self.frozen = frozen
+        mean = getattr(visual, "image_mean", None) or _OPENAI_MEAN
+        std = getattr(visual, "image_std", None) or _OPENAI_STD
+        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        if frozen:
+            self.visual.requires_grad_(False)
+            self.visual.eval()
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of each feature map (the ViT width)."""
+        return self.visual.conv1.out_channels
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the projected global embedding (shared CLIP space)."""
+        return self.visual.output_dim
+
+    @property
+    def patch_size(self) -> int:
+        return self.visual.patch_size[0]
+
+    def train(self, mode: bool = True) -> ClipImageEncoder:
+        super().train(mode)
+        if self.frozen:
+            self.visual.eval()
+        return self
+
+    def _positional_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
+        pos = self.visual.positional_embedding
+        if tuple(grid) == tuple(self.visual.grid_size):
+            return pos
+        cls_pos, patch_pos = pos[:1], pos[1:]
+        old_h, old_w = self.visual.grid_size
+        patch_pos = patch_pos.reshape(1, old_h, old_w, -1).permute(0, 3, 1, 2)
+        patch_pos = F.interpolate(patch_pos.float(), size=grid, mode="bicubic", align_corners=False)
+        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1).to(pos.dtype)
+        return torch.cat([cls_pos, patch_pos], dim=0)
+
+    def _encode(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        visual = self.visual
+        x = (images.float() - self.pixel_mean) / self.pixel_std
+        x = visual.conv1(x.to(visual.conv1.weight.dtype))
+        batch, width, grid_h, grid_w = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).expand(batch, 1, -1)
+        x = torch.cat([cls, x], dim=1) + self._positional_embedding((grid_h, grid_w)).to(x.dtype)
+        x = visual.ln_pre(visual.patch_dropout(x))
+        # open_clip takes 0-based block indices.
+        x, intermediates = visual.transformer.forward_intermediates(x, indices=[i - 1 for i in self.layer_indices])
+        maps = [y[:, 1:].transpose(1, 2).reshape(batch, width, grid_h, grid_w) for y in intermediates]
+        pooled, _ = visual._pool(x)
+        if visual.proj is not None:
+            pooled = pooled @ visual.proj
+        return maps, pooled
+
+    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"ClipImageEncoder expects images [B, 1 or 3, H, W], got shape {tuple(images.shape)}.")
+        height, width = images.shape[-2:]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"Image size {height}x{width} is not a multiple of the CLIP patch size {self.patch_size}; "
+                "resize or pad the input (e.g. monai.transforms.DivisiblePadd(k=patch_size))."
+            )
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        with torch.no_grad() if self.frozen else nullcontext():
+            return self._encode(images)
+
+
+class ClipTextEncoder(nn.Module):
+    """CLIP text encoder returning per-token features, their projection, the pooled embedding and a padding mask.
+
+    Args:
+        clip_model: open_clip ``CLIP`` model (or ``CustomTextCLIP`` with an open_clip ``TextTransformer``).
+        frozen: keep text weights fixed (``requires_grad=False``, no autograd graph).
+        cache: when frozen, encode each distinct token sequence once (a :class:`TextEmbeddingCache`, not part of the
+            state dict; keyed by device and autocast dtype, and cleared when the module is moved or cast).
+
+    Inputs:
+        tokens: LongTensor ``[B, L]`` from the model's tokenizer (0 = padding).
+
+    Returns:
+        ``(token_features [B, L, width], projected_tokens [B, L, embed_dim], pooled [B, embed_dim],
+        padding_mask [B, L] bool, True at padding)``; ``pooled`` equals CLIP's ``encode_text``.
+
+    Example::
+
+        encoder = ClipTextEncoder(create_clip(TINY_CLIP_NAME))
+        tokens = get_clip_tokenizer(TINY_CLIP_NAME)(["Left lower lobe consolidation."])
+        features, projected, pooled, pad = encoder(tokens)
+    """
+
+    def __init__(self, clip_model: nn.Module, frozen: bool = True, cache: bool = True) -> None:
+        super().__init__()
+        tower = getattr(clip_model, "text", clip_model)
+        required = ("token_embedding", "positional_embedding", "transformer", "ln_final")
+        if any(not hasattr(tower, name) for name in required) or getattr(tower, "cls_emb", None) is not None:
+            raise TypeError(
+                f"ClipTextEncoder supports open_clip CLIP text towers (causal transformer, EOT pooling); "
+                f"got {type(tower).__name__}."
+            )
+        self.token_embedding = tower.token_embedding
+        self.positional_embedding = tower.positional_embedding
+        self.transformer = tower.transformer
+        self.ln_final = tower.ln_final
+        self.text_projection = tower.text_projection
+        self.pool_type = getattr(tower, "text_pool_type", getattr(tower, "pool_type", "argmax"))
+        self.eos_id = getattr(tower, "text_eos_id", getattr(tower, "eos_id", None))
+        self.register_buffer("attn_mask", tower.attn_mask, persistent=False)
+        self.frozen = frozen
+        self.cache = TextEmbeddingCache() if (frozen and cache) else None
+        self._cache_id = uuid.uuid4().hex
+        if frozen:
+            for module in (self.token_embedding, self.transformer, self.ln_final):
+                module.requires_grad_(False)
+            self.positional_embedding.requires_grad_(False)
+            if isinstance(self.text_projection, nn.Parameter):
+                self.text_projection.requires_grad_(False)
+            elif isinstance(self.text_projection, nn.Module):
+                self.text_projection.requires_grad_(False)
+
+    @property
+    def width(self) -> int:
+        return self.token_embedding.embedding_dim
+
+    @property
+    def embed_dim(self) -> int:
+        if isinstance(self.text_projection, nn.Linear):
+            return self.text_projection.out_features
+        return self.width if self.text_projection is None else self.text_projection.shape[1]
+
+    @property
+    def context_length(self) -> int:
+        return self.positional_embedding.shape[0]
+
+    def _apply(self, fn, *args, **kwargs):
+        # Cached tensors live on the old device/dtype: drop them whenever the module is moved or cast.
+        if self.cache is not None:
+            self.cache.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        if self.text_projection is None:
+            return x
+        if isinstance(self.text_projection, nn.Module):
+            return self.text_projection(x)
+        return x @ self.text_projection
+
+    def _encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cast_dtype = self.transformer.get_cast_dtype()
+        x = self.token_embedding(tokens).to(cast_dtype) + self.positional_embedding.to(cast_dtype)
+        x = self.ln_final(self.transformer(x, attn_mask=self.attn_mask))
+        projected = self._project(x)
+        # The projection is linear, so pooling projected tokens equals CLIP's encode_text (pool then project).
+        pooled = text_global_pool(projected, tokens, self.pool_type, eos_token_id=self.eos_id)
+        return x, projected, pooled
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if tokens.ndim != 2 or tokens.dtype not in (torch.int32, torch.int64):
+            raise ValueError(
+                f"ClipTextEncoder expects integer tokens [B, L], got shape {tuple(tokens.shape)} dtype {tokens.dtype}."
+            )
+        if tokens.shape[1] != self.context_length:
+            raise ValueError(
+                f"Token length {tokens.shape[1]} differs from the CLIP context length {self.context_length}; "
+                "tokenize with the tokenizer of the same CLIP model."
+            )
+        tokens = tokens.long()
+        padding_mask = tokens == 0
+        if not self.frozen:
+            return (*self._encode(tokens), padding_mask)
+        with torch.no_grad():
+            if self.cache is None:
+                return (*self._encode(tokens), padding_mask)
+            device_type = tokens.device.type
+            autocast_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+            encoder_id = (self._cache_id, str(tokens.device), str(autocast_dtype))
+            keys = [TextEmbeddingCache.make_key(encoder_id, row) for row in tokens]
+            features = self.cache.get_or_compute(keys, lambda missing: self._encode(tokens[missing]))
+        return (*features, padding_mask)

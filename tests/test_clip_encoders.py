@@ -1,0 +1,126 @@
+"""ClipImageEncoder / ClipTextEncoder on the tiny CLIP: shapes, equivalence with open_clip, freezing, caching."""
+
+import pytest
+import torch
+
+from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder, default_layer_indices
+from monai_ext.networks.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
+
+
+@pytest.fixture(scope="module")
+def clip():
+    torch.manual_seed(0)
+    return create_clip(TINY_CLIP_NAME)
+
+
+@pytest.fixture(scope="module")
+def tokenize():
+    return get_clip_tokenizer(TINY_CLIP_NAME)
+
+
+def test_default_layer_indices():
+    assert default_layer_indices(12) == (3, 6, 9, 12)
+    assert default_layer_indices(4) == (1, 2, 3, 4)
+    assert default_layer_indices(24) == (6, 12, 18, 24)
+
+
+def test_image_encoder_shapes_and_global_embedding(clip):
+    encoder = ClipImageEncoder(clip)
+    assert (encoder.out_channels, encoder.embed_dim, encoder.patch_size) == (128, 64, 16)
+    images = torch.rand(2, 3, 224, 224)
+    maps, embedding = encoder(images)
+    assert [m.shape for m in maps] == [torch.Size([2, 128, 14, 14])] * 4
+    normalised = (images - encoder.pixel_mean) / encoder.pixel_std
+    with torch.no_grad():
+        assert torch.allclose(embedding, clip.encode_image(normalised), atol=1e-5)
+    # the deepest map is the last block's patch tokens, and shallower depths differ from it
+    assert not torch.allclose(maps[0], maps[-1])
+
+
+def test_image_encoder_grayscale_and_other_sizes(clip):
+    encoder = ClipImageEncoder(clip, layer_indices=(2, 4))
+    gray = torch.rand(1, 1, 224, 224)
+    maps_gray, emb_gray = encoder(gray)
+    maps_rgb, emb_rgb = encoder(gray.repeat(1, 3, 1, 1))
+    assert len(maps_gray) == 2 and torch.equal(emb_gray, emb_rgb) and torch.equal(maps_gray[1], maps_rgb[1])
+    maps, embedding = encoder(torch.rand(1, 3, 256, 320))
+    assert maps[0].shape == (1, 128, 16, 20) and embedding.shape == (1, 64)
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 224, 224), (3, 224, 224), (1, 3, 230, 224)])
+def test_image_encoder_rejects_bad_input(clip, shape):
+    with pytest.raises(ValueError, match="ClipImageEncoder|patch size"):
+        ClipImageEncoder(clip)(torch.rand(*shape))
+
+
+def test_image_encoder_rejects_bad_layer_indices(clip):
+    with pytest.raises(ValueError, match=r"\[1, 4\]"):
+        ClipImageEncoder(clip, layer_indices=(0, 5))
+
+
+def test_frozen_encoders_stay_frozen_in_train_mode(clip):
+    image_encoder = ClipImageEncoder(clip)
+    text_encoder = ClipTextEncoder(clip)
+    image_encoder.train()
+    text_encoder.train()
+    assert not image_encoder.visual.training
+    assert not any(p.requires_grad for p in image_encoder.parameters())
+    assert not any(p.requires_grad for p in text_encoder.parameters())
+    maps, embedding = image_encoder(torch.rand(1, 3, 224, 224))
+    assert embedding.grad_fn is None and maps[0].grad_fn is None
+
+
+def test_trainable_image_encoder_gets_gradients():
+    torch.manual_seed(0)
+    encoder = ClipImageEncoder(create_clip(TINY_CLIP_NAME), frozen=False)
+    maps, embedding = encoder(torch.rand(1, 3, 224, 224))
+    (maps[0].mean() + embedding.mean()).backward()
+    assert encoder.visual.conv1.weight.grad is not None and encoder.visual.training is False
+    encoder.train()
+    assert encoder.visual.training
+
+
+def test_text_encoder_outputs_match_open_clip(clip, tokenize):
+    encoder = ClipTextEncoder(clip, cache=False)
+    tokens = tokenize(["Bilateral lower lung infection.", "Upper left lobe nodule."])
+    features, projected, pooled, padding = encoder(tokens)
+    assert features.shape == (2, 77, 128) and projected.shape == (2, 77, 64) and pooled.shape == (2, 64)
+    with torch.no_grad():
+        assert torch.allclose(pooled, clip.encode_text(tokens), atol=1e-5)
+    assert torch.equal(padding, tokens == 0) and padding.dtype == torch.bool
+    assert torch.allclose(projected, features @ clip.text_projection, atol=1e-5)
+
+
+def test_text_encoder_encodes_each_report_once(clip, tokenize):
+    encoder = ClipTextEncoder(clip)
+    calls = []
+    encoder.transformer.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    reports = ["Infection in the left lung.", "No infection.", "Infection in the left lung."]
+    first = encoder(tokenize(reports))
+    second = encoder(tokenize(reports[::-1]))
+    assert calls == [2]  # one batch of the two distinct reports, nothing on the second call
+    assert encoder.cache.misses == 2 and encoder.cache.hits == 4
+    for a, b in zip(first[:3], second[:3]):
+        assert torch.equal(a, b.flip(0))
+    assert not any("cache" in key for key in encoder.state_dict())
+
+
+def test_text_cache_cleared_when_moved_and_works_under_autocast(clip, tokenize):
+    encoder = ClipTextEncoder(create_clip(TINY_CLIP_NAME))
+    tokens = tokenize(["Right middle lobe consolidation."])
+    encoder(tokens)
+    assert len(encoder.cache) == 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, _, pooled_bf16, _ = encoder(tokens)
+    assert pooled_bf16.dtype == torch.bfloat16 and len(encoder.cache) == 2  # autocast outputs cached separately
+    encoder.double()
+    assert len(encoder.cache) == 0
+    assert encoder(tokens)[2].dtype == torch.float64
+
+
+def test_text_encoder_rejects_bad_tokens(clip):
+    encoder = ClipTextEncoder(clip)
+    with pytest.raises(ValueError, match="context length 77"):
+        encoder(torch.zeros(1, 10, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer tokens"):
+        encoder(torch.zeros(1, 77))

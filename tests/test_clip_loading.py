@@ -1,0 +1,148 @@
+"""create_clip: offline-first loading, checkpoint round trip, clear errors; tokenizer; lazy config registration."""
+
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from monai_ext.networks.clip import (
+    TINY_CLIP_NAME,
+    ClipCheckpointError,
+    PretrainedWeightsNotFoundError,
+    create_clip,
+    find_pretrained_weights,
+    get_clip_tokenizer,
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_caches(tmp_path, monkeypatch):
+    """Point every cache location at empty temp folders so no test sees (or fills) the real caches."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    return home
+
+
+def _inputs():
+    torch.manual_seed(1)
+    image = torch.rand(2, 3, 224, 224)
+    tokens = get_clip_tokenizer(TINY_CLIP_NAME)(["Bilateral lower lung infection.", "No findings."])
+    return image, tokens
+
+
+def test_random_init_warns(caplog):
+    with caplog.at_level(logging.WARNING, logger="monai_ext.networks.clip"):
+        model = create_clip(TINY_CLIP_NAME)
+    assert any("random weights" in r.getMessage() for r in caplog.records)
+    assert not model.training
+    assert model.visual.output_dim == 64
+    assert 1_000_000 < sum(p.numel() for p in model.parameters()) < 20_000_000
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, suffix):
+    torch.manual_seed(0)
+    source = create_clip(TINY_CLIP_NAME)
+    path = tmp_path / f"tiny{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    else:
+        torch.save({"state_dict": source.state_dict()}, path)
+    torch.manual_seed(123)  # a different random init, so equality proves the weights were loaded
+    loaded = create_clip(TINY_CLIP_NAME, checkpoint=str(path))
+    image, tokens = _inputs()
+    with torch.no_grad():
+        assert torch.equal(source.encode_image(image), loaded.encode_image(image))
+        assert torch.equal(source.encode_text(tokens), loaded.encode_text(tokens))
+
+
+def test_missing_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / "nope.pt"
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        create_clip(TINY_CLIP_NAME, checkpoint=path)
+
+
+def test_checkpoint_that_is_not_a_state_dict(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(ClipCheckpointError, match="list.pt.*state dict"):
+        create_clip(TINY_CLIP_NAME, checkpoint=path)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(ClipCheckpointError, match="garbage.pt"):
+        create_clip(TINY_CLIP_NAME, checkpoint=garbage)
+
+
+def test_checkpoint_of_another_architecture_names_the_model(tmp_path):
+    state = create_clip(TINY_CLIP_NAME).state_dict()
+    state.pop("ln_final.weight")
+    state["text_projection"] = torch.zeros(128, 32)
+    path = tmp_path / "other.pt"
+    torch.save(state, path)
+    with pytest.raises(ClipCheckpointError, match=f"{TINY_CLIP_NAME}.*ln_final.weight.*text_projection"):
+        create_clip(TINY_CLIP_NAME, checkpoint=path)
+
+
+def test_uncached_pretrained_fails_fast_with_instructions(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(PretrainedWeightsNotFoundError) as info:
+        create_clip("ViT-B-16", pretrained="laion2b_s34b_b88k", cache_dir=tmp_path / "weights")
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert "'ViT-B-16' / 'laion2b_s34b_b88k'" in message
+    assert str(tmp_path / "weights") in message
+    assert "models--laion--CLIP-ViT-B-16-laion2B-s34B-b88K" in message
+    assert "checkpoint=" in message
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_pretrained_found_in_local_hub_cache(tmp_path):
+    snapshot = tmp_path / "models--laion--CLIP-ViT-B-16-laion2B-s34B-b88K" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_pytorch_model.bin").write_bytes(b"x")
+    found, looked = find_pretrained_weights("ViT-B-16", "laion2b_s34b_b88k", cache_dir=tmp_path)
+    assert found == snapshot / "open_clip_pytorch_model.bin"
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"x")
+    found, _ = find_pretrained_weights("ViT-B-16", "laion2b_s34b_b88k", cache_dir=tmp_path)
+    assert found.name == "open_clip_model.safetensors"
+
+
+def test_pretrained_flat_file_in_cache_dir(tmp_path):
+    flat = tmp_path / "ViT-B-16-openai.safetensors"
+    flat.write_bytes(b"x")
+    found, _ = find_pretrained_weights("ViT-B-16", "openai", cache_dir=tmp_path)
+    assert found == flat
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match="not an open_clip pretrained tag"):
+        create_clip("ViT-B-16", pretrained="no-such-tag")
+    with pytest.raises(ValueError, match="Unknown CLIP model name 'ViT-Q-99'"):
+        create_clip("ViT-Q-99")
+
+
+def test_tokenizer_is_clip_bpe():
+    tokens = get_clip_tokenizer(TINY_CLIP_NAME)(["left lung", "right lung effusion"])
+    assert tokens.shape == (2, 77) and tokens.dtype == torch.long
+    assert (tokens[:, 0] == 49406).all()  # <start_of_text>
+    assert tokens[0, 3] == 49407 and tokens[0, 4:].eq(0).all()  # "left lung" -> 2 BPE tokens, <end_of_text>, padding
+
+
+def test_import_does_not_register_configs():
+    code = (
+        "import open_clip, monai_ext.networks.clip as c; "
+        "assert c.TINY_CLIP_NAME not in open_clip.list_models(); "
+        "c.get_clip_tokenizer(c.TINY_CLIP_NAME); assert c.TINY_CLIP_NAME in open_clip.list_models()"
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
