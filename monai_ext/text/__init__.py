@@ -1,1 +1,17 @@
+"""Text machinery: tokenizer transforms, frozen text-embedding cache and medical domain knowledge."""
 
+from .cache import TextEmbeddingCache
+from .knowledge import AddKnowledged, KnowledgeBaseError, MedicalKnowledgeBase
+from .tokenize import ClipTokenize, ClipTokenized, HFTokenize, HFTokenized, TextInputError
+
+__all__ = [
+    "AddKnowledged",
+    "ClipTokenize",
+    "ClipTokenized",
+    "HFTokenize",
+    "HFTokenized",
+    "KnowledgeBaseError",
+    "MedicalKnowledgeBase",
+    "TextEmbeddingCache",
+    "TextInputError",
+]
