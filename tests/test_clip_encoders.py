@@ -124,3 +124,15 @@ def test_text_encoder_rejects_bad_tokens(clip):
         encoder(torch.zeros(1, 10, dtype=torch.long))
     with pytest.raises(ValueError, match="integer tokens"):
         encoder(torch.zeros(1, 77))
+
+
+def test_text_cache_keeps_inference_mode_outputs_apart(tokenize):
+    encoder = ClipTextEncoder(create_clip(TINY_CLIP_NAME))
+    tokens = tokenize(["Lower left lung infection."])
+    with torch.inference_mode():
+        encoder(tokens)
+    projected = encoder(tokens)[1]
+    assert not projected.is_inference() and len(encoder.cache) == 2
+    weight = torch.ones(64, requires_grad=True)
+    (projected * weight).sum().backward()  # usable in a training graph
+    assert weight.grad is not None

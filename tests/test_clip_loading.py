@@ -48,7 +48,7 @@ def test_random_init_warns(caplog):
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
-def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, suffix):
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, suffix, caplog):
     torch.manual_seed(0)
     source = create_clip(TINY_CLIP_NAME)
     path = tmp_path / f"tiny{suffix}"
@@ -59,7 +59,11 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, suffix):
     else:
         torch.save({"state_dict": source.state_dict()}, path)
     torch.manual_seed(123)  # a different random init, so equality proves the weights were loaded
-    loaded = create_clip(TINY_CLIP_NAME, checkpoint=str(path))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        loaded = create_clip(TINY_CLIP_NAME, checkpoint=str(path))
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("random" in m for m in messages) and any(str(path) in m for m in messages)
     image, tokens = _inputs()
     with torch.no_grad():
         assert torch.equal(source.encode_image(image), loaded.encode_image(image))

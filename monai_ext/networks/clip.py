@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -210,6 +211,21 @@ def _load_weights(model: torch.nn.Module, path: Path, model_name: str) -> None:
     model.load_state_dict(state_dict, strict=True)
 
 
+@contextmanager
+def _without_open_clip_random_init_warning():
+    """Hide open_clip's "initialized randomly" root-logger warning: weights are loaded (or warned about) here."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded for model")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def create_clip(
     model_name: str = "ViT-B-16",
     pretrained: str | None = None,
@@ -262,13 +278,14 @@ def create_clip(
         tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
         preprocess_cfg = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
         quick_gelu = bool(tag_cfg.get("quick_gelu", False))
-    model = open_clip.create_model(
-        model_name,
-        pretrained=None,
-        force_quick_gelu=quick_gelu,
-        force_preprocess_cfg=preprocess_cfg or None,
-        pretrained_text=False,
-    )
+    with _without_open_clip_random_init_warning():
+        model = open_clip.create_model(
+            model_name,
+            pretrained=None,
+            force_quick_gelu=quick_gelu,
+            force_preprocess_cfg=preprocess_cfg or None,
+            pretrained_text=False,
+        )
     if weights_path is None:
         logger.warning("CLIP %r has random weights (no pretrained tag or checkpoint given).", model_name)
     else:

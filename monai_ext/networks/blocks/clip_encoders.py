@@ -149,7 +149,7 @@ class ClipTextEncoder(nn.Module):
         clip_model: open_clip ``CLIP`` model (or ``CustomTextCLIP`` with an open_clip ``TextTransformer``).
         frozen: keep text weights fixed (``requires_grad=False``, no autograd graph).
         cache: when frozen, encode each distinct token sequence once (a :class:`TextEmbeddingCache`, not part of the
-            state dict; keyed by device and autocast dtype, and cleared when the module is moved or cast).
+            state dict; keyed by device, autocast dtype and inference mode, and cleared when the module is moved or cast).
 
     Inputs:
         tokens: LongTensor ``[B, L]`` from the model's tokenizer (0 = padding).
@@ -249,7 +249,8 @@ class ClipTextEncoder(nn.Module):
                 return (*self._encode(tokens), padding_mask)
             device_type = tokens.device.type
             autocast_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
-            encoder_id = (self._cache_id, str(tokens.device), str(autocast_dtype))
+            # Inference-mode tensors cannot enter autograd later, so they are cached apart from no_grad ones.
+            encoder_id = (self._cache_id, str(tokens.device), str(autocast_dtype), torch.is_inference_mode_enabled())
             keys = [TextEmbeddingCache.make_key(encoder_id, row) for row in tokens]
             features = self.cache.get_or_compute(keys, lambda missing: self._encode(tokens[missing]))
         return (*features, padding_mask)
