@@ -1,1 +1,16 @@
+"""Shared utilities: atomic outputs, safe checkpoint loading, dataset path checks and overlay pictures."""
 
+from .io import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    PathOutsideRootError,
+    atomic_save,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    check_within_root,
+    extract_state_dict,
+    load_state_dict_checked,
+    safe_torch_load,
+    sha256_file,
+)
