@@ -1,1 +1,3 @@
+"""Segmentation metrics and reports."""
 
+from .segmentation_report import SegmentationReport
