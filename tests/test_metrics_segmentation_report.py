@@ -21,7 +21,9 @@ def test_per_image_mean_and_dataset_level_differ_as_computed_by_hand():
     # Image 1: small lesion (4 px) found exactly: Dice 1, IoU 1.
     report.add("small", _mask((8, 8), (0, 2, 0, 2)), _mask((8, 8), (0, 2, 0, 2)))
     # Image 2: large lesion (16 px), half of it predicted (8 px): Dice 2*8/(8+16) = 2/3, IoU 8/16 = 1/2.
-    record = report.add("large", torch.as_tensor(_mask((8, 8), (2, 4, 2, 6))), torch.as_tensor(_mask((8, 8), (2, 6, 2, 6))))
+    record = report.add(
+        "large", torch.as_tensor(_mask((8, 8), (2, 4, 2, 6))), torch.as_tensor(_mask((8, 8), (2, 6, 2, 6)))
+    )
     assert record["foreground"]["dice"] == pytest.approx(2 / 3)
     summary = report.summary()
     assert summary["num_images"] == 2
@@ -58,7 +60,11 @@ def test_empty_mask_rules_and_counts():
         assert math.isnan(record["hd95"]) and record["case"] == case
     summary = report.summary()
     assert summary["counts"]["foreground"] == {
-        "both_empty": 1, "pred_empty": 1, "label_empty": 1, "hd95_undefined": 2, "hd95_defined": 2
+        "both_empty": 1,
+        "pred_empty": 1,
+        "label_empty": 1,
+        "hd95_undefined": 2,
+        "hd95_defined": 2,
     }
     assert summary["per_image_mean"]["foreground"]["dice"] == pytest.approx((1 + 0 + 0 + 1) / 4)
     assert summary["per_image_mean"]["foreground"]["hd95"] == pytest.approx(0.0)  # mean of the two defined (0, 0)
@@ -73,7 +79,9 @@ def test_multi_class_index_maps():
     record = report.add("case", pred, label)
     assert report.class_names == ["lung", "lesion", "heart"]
     assert record["lung"]["dice"] == pytest.approx(2 * 3 / (3 + 4)) and record["lung"]["iou"] == pytest.approx(3 / 4)
-    assert record["lesion"]["dice"] == pytest.approx(2 * 4 / (5 + 4)) and record["lesion"]["iou"] == pytest.approx(4 / 5)
+    assert record["lesion"]["dice"] == pytest.approx(2 * 4 / (5 + 4)) and record["lesion"]["iou"] == pytest.approx(
+        4 / 5
+    )
     assert record["heart"]["case"] == "both_empty"
     summary = report.summary()
     expected_mean = (6 / 7 + 8 / 9 + 1.0) / 3

@@ -124,7 +124,12 @@ def test_safe_load_corrupt_files(tmp_path, corrupt):
     path = tmp_path / "bad.pt"
     atomic_save({"weight": torch.zeros(64)}, path)
     data = path.read_bytes()
-    contents = {"truncated": data[: len(data) // 2], "empty": b"", "text": b"not a checkpoint", "random": bytes(range(7, 200))}
+    contents = {
+        "truncated": data[: len(data) // 2],
+        "empty": b"",
+        "text": b"not a checkpoint",
+        "random": bytes(range(7, 200)),
+    }
     path.write_bytes(contents[corrupt])
     with pytest.raises(CheckpointError, match="bad.pt") as info:
         safe_torch_load(path)

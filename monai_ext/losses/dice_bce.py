@@ -51,14 +51,18 @@ class DiceBCELoss(nn.Module):
     ):
         super().__init__()
         if dice_weight < 0 or bce_weight < 0:
-            raise ValueError(f"DiceBCELoss weights must be >= 0, got dice_weight={dice_weight}, bce_weight={bce_weight}.")
+            raise ValueError(
+                f"DiceBCELoss weights must be >= 0, got dice_weight={dice_weight}, bce_weight={bce_weight}."
+            )
         self.dice_weight = float(dice_weight)
         self.bce_weight = float(bce_weight)
         self.dice = DiceLoss(sigmoid=True, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch)
         if pos_weight is not None:
             pos_weight = torch.as_tensor(pos_weight, dtype=torch.float32).reshape(-1)
             if pos_weight.numel() != 1:
-                raise ValueError(f"DiceBCELoss is single-channel: pos_weight needs one value, got {pos_weight.numel()}.")
+                raise ValueError(
+                    f"DiceBCELoss is single-channel: pos_weight needs one value, got {pos_weight.numel()}."
+                )
         # A buffer follows .to(device); not persistent because it is configuration, not a learned state.
         self.register_buffer("pos_weight", pos_weight, persistent=False)
 
@@ -69,7 +73,9 @@ class DiceBCELoss(nn.Module):
                 "use monai.losses.DiceCELoss(softmax=True, to_onehot_y=True) for multi-class outputs."
             )
         if label.shape != logits.shape:
-            raise ValueError(f"DiceBCELoss: label shape {tuple(label.shape)} differs from logits {tuple(logits.shape)}.")
+            raise ValueError(
+                f"DiceBCELoss: label shape {tuple(label.shape)} differs from logits {tuple(logits.shape)}."
+            )
         label = label.to(dtype=logits.dtype)
         pos_weight = None if self.pos_weight is None else self.pos_weight.to(logits.dtype)
         bce = nn.functional.binary_cross_entropy_with_logits(logits, label, pos_weight=pos_weight)

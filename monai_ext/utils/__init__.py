@@ -14,3 +14,22 @@ from .io import (
     safe_torch_load,
     sha256_file,
 )
+from .visualize import render_overlay, save_overlay_grid, save_overlay_png
+
+__all__ = [
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "PathOutsideRootError",
+    "atomic_save",
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_within_root",
+    "extract_state_dict",
+    "load_state_dict_checked",
+    "render_overlay",
+    "safe_torch_load",
+    "save_overlay_grid",
+    "save_overlay_png",
+    "sha256_file",
+]

@@ -180,7 +180,9 @@ def _to_json_compatible(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def atomic_write_json(path: PathLike, obj: Any, overwrite: bool = False, indent: int = 2, sort_keys: bool = True) -> None:
+def atomic_write_json(
+    path: PathLike, obj: Any, overwrite: bool = False, indent: int = 2, sort_keys: bool = True
+) -> None:
     """Write ``obj`` as JSON (sorted keys, indented, UTF-8, trailing newline) atomically.
 
     numpy/torch scalars and arrays, ``os.PathLike`` and sets are converted. Python floats NaN/inf are written as
@@ -249,7 +251,9 @@ def extract_state_dict(checkpoint: Mapping[str, Any], source: str = "checkpoint"
         CheckpointError: no state dict found; the message lists the top-level keys.
     """
     if not isinstance(checkpoint, Mapping):
-        raise CheckpointError(f"{source} holds a {type(checkpoint).__name__}, expected a state dict or checkpoint dict.")
+        raise CheckpointError(
+            f"{source} holds a {type(checkpoint).__name__}, expected a state dict or checkpoint dict."
+        )
     if _is_state_dict(checkpoint):
         return dict(checkpoint)
     for key in STATE_DICT_KEYS:
@@ -272,7 +276,7 @@ def _checkpoint_network_name(checkpoint: Mapping[str, Any]) -> str | None:
 def _strip_prefix(state_dict: dict[str, torch.Tensor], expected: set[str], prefix: str) -> dict[str, torch.Tensor]:
     """Remove a wrapper prefix (DistributedDataParallel's ``module.``) the target module does not have."""
     if state_dict and all(k.startswith(prefix) for k in state_dict) and not any(k.startswith(prefix) for k in expected):
-        return {k[len(prefix):]: v for k, v in state_dict.items()}
+        return {k[len(prefix) :]: v for k, v in state_dict.items()}
     return state_dict
 
 
@@ -320,7 +324,9 @@ def load_state_dict_checked(
     network_name = expected_network or type(module).__name__
     stored_name = _checkpoint_network_name(checkpoint)
     if stored_name is not None and stored_name != network_name:
-        raise CheckpointError(f"{source} was saved for network '{stored_name}', but is being loaded into '{network_name}'.")
+        raise CheckpointError(
+            f"{source} was saved for network '{stored_name}', but is being loaded into '{network_name}'."
+        )
 
     target = module.state_dict()
     state_dict = _strip_prefix(state_dict, set(target), "module.")
@@ -350,7 +356,12 @@ def load_state_dict_checked(
     if missing or unexpected:
         logger.warning(
             "%s loaded non-strictly into %s: %d missing keys (%s), %d unexpected keys (%s).",
-            source, network_name, len(missing), _examples(missing), len(unexpected), _examples(unexpected),
+            source,
+            network_name,
+            len(missing),
+            _examples(missing),
+            len(unexpected),
+            _examples(unexpected),
         )
     return result
 
