@@ -1,1 +1,53 @@
+"""Synthetic demo datasets written as real files (PNG, NIfTI, CSV, JSON), deterministic for a given seed.
 
+- :func:`make_chest_xray_dataset`: chest X-rays whose report names a subset of the lesions (LViT / QaTa-COV19 layout).
+- :func:`make_fundus_dataset`: fundus photographs with optic disc/cup labels from four imitation cameras.
+- :func:`make_cardiac_dataset`: short-axis cardiac MRI volumes (LV, myocardium, RV) in bSSFP/LGE/T2-like sequences.
+
+Nothing is downloaded; a few hundred images take seconds. Outputs are staged in a hidden folder and renamed into
+place when complete; an existing non-empty output folder is only replaced with ``overwrite=True`` and only if it is an
+earlier synthetic dataset (it holds ``synthetic.json``).
+"""
+
+from ._common import MARKER_FILE, sample_rng
+from .cardiac import (
+    CARDIAC_DOMAINS,
+    CARDIAC_LABELS,
+    MSCMRSEG_LABEL_MAP,
+    CardiacDomain,
+    make_cardiac_dataset,
+    render_cardiac_volume,
+)
+from .chest_xray import (
+    LUNG_ZONES,
+    LVIT_SPLITS,
+    compose_report,
+    make_chest_xray_dataset,
+    mask_for_zones,
+    parse_report_zones,
+    render_chest_xray,
+)
+from .fundus import FUNDUS_DOMAINS, FUNDUS_LABELS, FundusDomain, make_fundus_dataset, render_fundus
+
+__all__ = [
+    "MARKER_FILE",
+    "sample_rng",
+    "LUNG_ZONES",
+    "LVIT_SPLITS",
+    "compose_report",
+    "parse_report_zones",
+    "mask_for_zones",
+    "render_chest_xray",
+    "make_chest_xray_dataset",
+    "FundusDomain",
+    "FUNDUS_DOMAINS",
+    "FUNDUS_LABELS",
+    "render_fundus",
+    "make_fundus_dataset",
+    "CardiacDomain",
+    "CARDIAC_DOMAINS",
+    "CARDIAC_LABELS",
+    "MSCMRSEG_LABEL_MAP",
+    "render_cardiac_volume",
+    "make_cardiac_dataset",
+]
