@@ -287,7 +287,8 @@ def make_chest_xray_dataset(
         out_dir/datalist.json                            keys training/validation/test, paths relative to out_dir
         out_dir/synthetic.json                           generator name, parameters and counts
 
-    Datalist items: ``{"image", "label", "zone_map", "name", "text", "zones_present", "zones_named"}``.
+    Datalist items: ``{"image", "label", "zone_map", "name", "text", "zones_present", "zones_named"}``; MONAI's
+    decathlon datalist loaders make ``image`` and ``label`` absolute, ``zone_map`` stays relative to ``out_dir``.
 
     Args:
         out_dir: output folder; must be missing or empty unless ``overwrite`` (which replaces an earlier synthetic
@@ -318,7 +319,8 @@ def make_chest_xray_dataset(
     with staged_output_dir(out_dir, overwrite=overwrite) as staging:
         for split_index, (key, prefix) in enumerate(LVIT_SPLITS.items()):
             folder = f"{prefix}_Folder"
-            os.makedirs(os.path.join(staging, folder), exist_ok=True)
+            for subfolder in ("img", "labelcol", "labelzones"):  # created even for an empty split: a complete layout
+                os.makedirs(os.path.join(staging, folder, subfolder))
             rows, items = [], []
             for i in range(counts[key]):
                 rng = sample_rng(seed, split_index, i)
