@@ -1,4 +1,4 @@
-"""EMAggregation: EM invariants, moving-average bases (train only, all ranks alike), determinism, clustering, gradients."""
+"""EMAggregation: EM invariants, moving-average bases (train only, same on all ranks), clustering, gradients."""
 
 import os
 

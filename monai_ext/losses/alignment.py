@@ -1,4 +1,4 @@
-"""Pixel-text alignment loss: each pixel embedding is classified among the class text embeddings by cosine similarity."""
+"""Pixel-text alignment loss: each pixel embedding is classified among the class text embeddings by cosine."""
 
 from __future__ import annotations
 
