@@ -1,1 +1,56 @@
+"""Dataset readers and transforms: LViT text tables, decathlon datalists with reports, checked image loading
+(PNG/JPEG, NIfTI, DICOM), mask checks and 3D volume slicing for 2D models."""
 
+from monai_ext.data.datalist import is_valid_text, load_text_datalist, validate_text_datalist, write_text_datalist
+from monai_ext.data.inference_records import inference_records
+from monai_ext.data.lvit import find_lvit_text_table, load_lvit_split, lvit_split_name, validate_lvit_split
+from monai_ext.data.readers import (
+    CheckedLoadImage,
+    CheckedLoadImaged,
+    ImageNotFoundError,
+    ImageReadError,
+    PydicomSeriesReader,
+    ShapeMismatchError,
+    is_dicom_path,
+)
+from monai_ext.data.transforms import (
+    BinarizeMask,
+    BinarizeMaskd,
+    LabelValueError,
+    RandomTextd,
+    ValidateLabelValues,
+    ValidateLabelValuesd,
+)
+from monai_ext.data.validation import DatasetValidationError, ValidationReport
+from monai_ext.data.volume import VolumeSlicer, expand_volume_records, slice_volume, stack_slices
+
+__all__ = [
+    "BinarizeMask",
+    "BinarizeMaskd",
+    "CheckedLoadImage",
+    "CheckedLoadImaged",
+    "DatasetValidationError",
+    "ImageNotFoundError",
+    "ImageReadError",
+    "LabelValueError",
+    "PydicomSeriesReader",
+    "RandomTextd",
+    "ShapeMismatchError",
+    "ValidateLabelValues",
+    "ValidateLabelValuesd",
+    "ValidationReport",
+    "VolumeSlicer",
+    "expand_volume_records",
+    "find_lvit_text_table",
+    "inference_records",
+    "is_dicom_path",
+    "is_valid_text",
+    "load_lvit_split",
+    "load_text_datalist",
+    "lvit_split_name",
+    "slice_volume",
+    "stack_slices",
+    "validate_lvit_split",
+    "validate_text_datalist",
+    "write_text_datalist",
+]

@@ -1,0 +1,180 @@
+"""Dataset transforms: one report drawn from several (:class:`RandomTextd`) and checks of label values."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.config.type_definitions import NdarrayOrTensor
+from monai.transforms import MapTransform, Randomizable, Transform
+from monai.utils import convert_to_tensor
+from monai.utils.type_conversion import convert_to_dst_type
+
+__all__ = [
+    "LabelValueError",
+    "RandomTextd",
+    "BinarizeMask",
+    "BinarizeMaskd",
+    "ValidateLabelValues",
+    "ValidateLabelValuesd",
+]
+
+
+class LabelValueError(ValueError):
+    """A label holds values it should not (a non-binary mask, a class index outside the allowed set)."""
+
+
+def _source_of(array: Any) -> str:
+    """The file an array was loaded from (MetaTensor metadata), for error messages."""
+    meta = getattr(array, "meta", None) or {}
+    return str(meta.get("filename_or_obj", "<array without file name>"))
+
+
+def _format_values(values: Sequence[float], limit: int = 10) -> str:
+    shown = ", ".join(f"{v:g}" for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}] ({len(values)} distinct)"
+
+
+class RandomTextd(Randomizable, MapTransform):
+    """Pick one report when an item offers several: a random one per call when training, the first otherwise.
+
+    A string passes through unchanged; a list/tuple of strings becomes one of its items. Seed it with
+    ``set_random_state`` (``Compose.set_random_state`` and MONAI datasets do so).
+
+    Args:
+        keys: entries holding the text, usually ``"text"``.
+        training: draw at random; ``False`` always takes the first item (deterministic evaluation).
+        allow_missing_keys: skip absent keys instead of raising ``KeyError``.
+
+    Raises (when called):
+        ValueError: the entry is an empty list, or neither a string nor a list of non-empty strings.
+
+    Example::
+
+        pick = RandomTextd(keys="text").set_random_state(seed=0)
+        pick({"text": ["bilateral pulmonary infection", "infection in both lungs"]})["text"]
+    """
+
+    def __init__(self, keys: KeysCollection = "text", training: bool = True, allow_missing_keys: bool = False):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.training = training
+        self._index = 0
+
+    def randomize(self, data: Sequence[str]) -> None:
+        self._index = int(self.R.randint(len(data))) if self.training else 0
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            value = d[key]
+            if isinstance(value, str):
+                continue
+            where = f"'{key}' of {d.get('name') or d.get('image') or 'the item'}"
+            if not isinstance(value, (list, tuple)) or not value:
+                raise ValueError(f"Text {where} must be a string or a non-empty list of strings, got {value!r}.")
+            if not all(isinstance(item, str) and item.strip() for item in value):
+                raise ValueError(f"Text {where} holds an empty or non-string entry: {value!r}.")
+            self.randomize(value)
+            d[key] = value[self._index]
+        return d
+
+
+class BinarizeMask(Transform):
+    """Turn a binary mask stored as 0/1 or 0/255 into float32 {0, 1}; any other set of values is an error.
+
+    Masks that are not strictly binary usually come from lossy compression (JPEG) or resizing with interpolation:
+    they are refused rather than silently thresholded.
+
+    Raises (when called):
+        LabelValueError: the mask holds other values, or both 1 and 255 (the message names the file and the values).
+
+    Example::
+
+        BinarizeMask()(torch.tensor([[0, 255], [255, 0]]))  # tensor([[0., 1.], [1., 0.]])
+    """
+
+    def __call__(self, mask: NdarrayOrTensor) -> NdarrayOrTensor:
+        values = convert_to_tensor(mask, track_meta=False)
+        found = torch.unique(values).tolist()
+        allowed = {0.0, 1.0} if set(found) <= {0.0, 1.0} else {0.0, 255.0}
+        offending = [v for v in found if v not in allowed]
+        if offending:
+            raise LabelValueError(
+                f"Mask '{_source_of(mask)}' is not binary: values {_format_values(found)}, of which "
+                f"{_format_values(offending)} are neither background 0 nor foreground 1 or 255 (masks must be stored "
+                "losslessly as 0/1 or 0/255)."
+            )
+        binary = values > 0
+        dtype = torch.float32 if isinstance(mask, torch.Tensor) else np.float32
+        return convert_to_dst_type(binary, dst=mask, dtype=dtype)[0]
+
+
+class BinarizeMaskd(MapTransform):
+    """Dictionary version of :class:`BinarizeMask`.
+
+    Example::
+
+        BinarizeMaskd(keys="label")({"label": mask_0_255})["label"]  # float32 {0, 1}
+    """
+
+    def __init__(self, keys: KeysCollection = "label", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.binarize = BinarizeMask()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.binarize(d[key])
+        return d
+
+
+class ValidateLabelValues(Transform):
+    """Check that a class-index map only holds allowed values; returns the input unchanged.
+
+    Args:
+        allowed: the class indices that may occur, e.g. ``(0, 1, 2)`` for background / optic disc / optic cup.
+
+    Raises (when called):
+        LabelValueError: other values occur (the message names the file and the values).
+
+    Example::
+
+        ValidateLabelValues(allowed=(0, 1, 2))(label)
+    """
+
+    def __init__(self, allowed: Sequence[float] = (0, 1, 2)):
+        if len(allowed) == 0:
+            raise ValueError("ValidateLabelValues needs at least one allowed value.")
+        self.allowed = tuple(float(v) for v in allowed)
+
+    def __call__(self, label: NdarrayOrTensor) -> NdarrayOrTensor:
+        found = torch.unique(convert_to_tensor(label, track_meta=False)).tolist()
+        offending = [v for v in found if float(v) not in self.allowed]
+        if offending:
+            raise LabelValueError(
+                f"Label '{_source_of(label)}' holds values {_format_values(offending)} outside the allowed "
+                f"{list(self.allowed)}."
+            )
+        return label
+
+
+class ValidateLabelValuesd(MapTransform):
+    """Dictionary version of :class:`ValidateLabelValues`.
+
+    Example::
+
+        ValidateLabelValuesd(keys="label", allowed=(0, 1, 2))
+    """
+
+    def __init__(self, keys: KeysCollection = "label", allowed: Sequence[float] = (0, 1, 2), allow_missing_keys=False):
+        super().__init__(keys, allow_missing_keys)
+        self.validate = ValidateLabelValues(allowed)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.validate(d[key])
+        return d

@@ -1,0 +1,81 @@
+"""Convert a dataset in the LViT layout (QaTa-COV19, MosMedData+) into one decathlon-style datalist JSON.
+
+The splits Train/Val/Test become the keys training/validation/test; each item is
+``{"image", "label", "text", "name"}`` with paths relative to ``--base_dir`` (default: the dataset root), so the file
+loads with ``monai_ext.data.load_text_datalist(output, key, base_dir=root)``. Every split is validated first; with
+``--on_error skip`` the invalid entries are left out and reported instead of stopping the conversion.
+
+Usage::
+
+    python scripts/lvit_to_datalist.py --root /data/QaTa-COV19 --output /data/QaTa-COV19/datalist.json
+    python scripts/lvit_to_datalist.py --root /data/QaTa-COV19 --output datalist.json --splits Train,Test \
+        --on_error skip --overwrite
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import fire
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from monai_ext.data.datalist import write_text_datalist  # noqa: E402
+from monai_ext.data.lvit import lvit_split_name, validate_lvit_split  # noqa: E402
+from monai_ext.data.validation import DatasetValidationError  # noqa: E402
+
+DATALIST_KEYS = {"Train": "training", "Val": "validation", "Test": "test"}
+
+
+def main(
+    root: str,
+    output: str,
+    splits: str | tuple[str, ...] = "Train,Val,Test",
+    on_error: str = "raise",
+    overwrite: bool = False,
+    base_dir: str | None = None,
+) -> dict:
+    """Validate the splits of ``root``, write the datalist to ``output`` and return ``{key: number of items}``.
+
+    Raises:
+        DatasetValidationError: a split has problems (all listed) and ``on_error`` is ``"raise"``, or a split has no
+            usable table/folders.
+        FileExistsError: ``output`` exists and ``overwrite`` is False.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"--on_error must be 'raise' or 'skip', got '{on_error}'.")
+    if os.path.exists(output) and not overwrite:
+        raise FileExistsError(f"Output '{output}' already exists; pass --overwrite to replace it.")
+    split_names = [s.strip() for s in splits.split(",")] if isinstance(splits, str) else [str(s) for s in splits]
+    datalist, skipped = {}, {}
+    for split in (lvit_split_name(s) for s in split_names):
+        report = validate_lvit_split(root, split)
+        if not report.ok and (on_error == "raise" or report.fatal):
+            raise DatasetValidationError(report)
+        if not report.ok or report.warnings:
+            print(report.format(), file=sys.stderr)
+        datalist[DATALIST_KEYS[split]] = report.records
+        skipped[DATALIST_KEYS[split]] = report.num_problems
+    write_text_datalist(datalist, output, base_dir=base_dir if base_dir is not None else root, overwrite=overwrite)
+    counts = {key: len(items) for key, items in datalist.items()}
+    for key, count in counts.items():
+        note = f" ({skipped[key]} problem(s) skipped)" if skipped[key] else ""
+        print(f"{key}: {count} item(s){note}")
+    print(f"Wrote {output} (paths relative to {os.path.abspath(base_dir if base_dir is not None else root)})")
+    return counts
+
+
+def cli() -> None:
+    """Run :func:`main` from the command line; input errors print one clear message instead of a traceback."""
+    try:
+        fire.Fire(main, serialize=lambda counts: None)  # main prints its own summary
+    except (DatasetValidationError, ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"lvit_to_datalist: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli()
