@@ -23,13 +23,18 @@ def _write_json(path, content):
 
 
 def test_load_resolves_paths_and_keeps_text(tmp_path):
-    for name in ("img/a.png", "lab/a.png", "img/b.png", "report"):
+    for name in ("img/a.png", "lab/a.png", "img/b.png", "zones/a.png", "report"):
         _touch(str(tmp_path / name))
     _write_json(
         tmp_path / "datalist.json",
         {
             "training": [
-                {"image": "img/a.png", "label": "lab/a.png", "text": ["left lung", "left lower zone"]},
+                {
+                    "image": "img/a.png",
+                    "label": "lab/a.png",
+                    "zone_map": "zones/a.png",
+                    "text": ["left lung", "left lower zone"],
+                },
                 # a text that happens to name an existing file must stay text
                 {"image": "img/b.png", "text": "report"},
             ],
@@ -40,6 +45,7 @@ def test_load_resolves_paths_and_keeps_text(tmp_path):
     assert records[0] == {
         "image": os.path.join(tmp_path, "img/a.png"),
         "label": os.path.join(tmp_path, "lab/a.png"),
+        "zone_map": os.path.join(tmp_path, "zones/a.png"),  # other existing paths are resolved as MONAI does
         "text": ["left lung", "left lower zone"],
     }
     assert records[1]["text"] == "report"

@@ -61,10 +61,21 @@ def test_load_split_records_sorted_absolute(tmp_path):
     assert load_lvit_split(tmp_path, "training") == records
 
 
-def test_xlsx_table_at_root(tmp_path):
-    make_split(tmp_path, "Test", ["x"], table="xlsx", table_in_folder=False)
+def test_xlsx_table_at_root_and_rows_naming_images(tmp_path):
+    make_split(
+        tmp_path,
+        "Test",
+        ["x", "y"],
+        rows=[("mask_x.png", "report of x"), ("y.png", "y")],
+        table="xlsx",
+        table_in_folder=False,
+    )
     assert find_lvit_text_table(tmp_path, "test") == os.path.join(tmp_path, "Test_text.xlsx")
-    assert load_lvit_split(tmp_path, "Test")[0]["text"] == "report of x"
+    records = load_lvit_split(tmp_path, "Test")
+    assert [(r["text"], os.path.basename(r["label"])) for r in records] == [
+        ("report of x", "mask_x.png"),
+        ("y", "mask_y.png"),
+    ]
 
 
 def test_all_problems_reported_at_once(tmp_path):

@@ -16,9 +16,18 @@ from monai.data import load_decathlon_datalist
 from monai_ext.data.validation import DatasetValidationError, ValidationReport
 from monai_ext.utils.io import PathOutsideRootError, atomic_write_json, check_within_root
 
-__all__ = ["DATALIST_PATH_KEYS", "is_valid_text", "validate_text_datalist", "load_text_datalist", "write_text_datalist"]
+__all__ = [
+    "DATALIST_PATH_KEYS",
+    "DATALIST_TEXT_KEYS",
+    "is_valid_text",
+    "validate_text_datalist",
+    "load_text_datalist",
+    "write_text_datalist",
+]
 
 DATALIST_PATH_KEYS = ("image", "label")
+# Entries that are never paths: MONAI would turn a text that happens to name an existing file into a path.
+DATALIST_TEXT_KEYS = ("text", "name")
 
 
 def is_valid_text(text: Any) -> bool:
@@ -118,7 +127,9 @@ def load_text_datalist(
 
     Every item is validated first and all problems are raised together: ``text`` must be a non-blank string or a
     non-empty list of non-blank strings (one is drawn per epoch by :class:`~monai_ext.data.RandomTextd`), paths
-    must stay inside ``base_dir`` and (with ``check_files``) exist.
+    under ``path_keys`` must stay inside ``base_dir`` and (with ``check_files``) exist. Other entries are resolved
+    as MONAI does (a string naming an existing file becomes its absolute path), except ``text`` and ``name``, which
+    are kept as written.
 
     Args:
         json_path: the datalist file.
@@ -128,7 +139,7 @@ def load_text_datalist(
         check_files: require every path to exist.
 
     Returns:
-        the items with absolute paths under ``path_keys``; all other entries exactly as in the file.
+        the items with absolute paths under ``path_keys``.
 
     Raises:
         DatasetValidationError: one or more items are invalid (all are listed).
@@ -144,15 +155,10 @@ def load_text_datalist(
     base_dir = os.path.abspath(os.fspath(base_dir) if base_dir is not None else os.path.dirname(os.fspath(json_path)))
     loaded = load_decathlon_datalist(os.fspath(json_path), is_segmentation=True, data_list_key=key, base_dir=base_dir)
     raw_items = [{"image": item} if isinstance(item, str) else item for item in report.records]
-    records = []
-    for raw, item in zip(raw_items, loaded):
-        # MONAI also turns any other string that happens to name an existing file into a path; keep them as written.
-        record = dict(raw)
-        for path_key in path_keys:
-            if path_key in raw:
-                record[path_key] = item[path_key]
-        records.append(record)
-    return records
+    return [
+        {key: raw[key] if key in DATALIST_TEXT_KEYS else value for key, value in item.items()}
+        for raw, item in zip(raw_items, loaded)
+    ]
 
 
 def write_text_datalist(

@@ -7,6 +7,8 @@ Layout of one split ``S`` in ``{Train, Val, Test}``::
     root/S_Folder/S_text.xlsx                  table with columns Image (the MASK file name) and Description
                                                (.csv is accepted too, and the table may also sit in root/)
 
+A row naming the image file instead of ``mask_<name>`` is matched to that mask too.
+
 Every split is checked as a whole before anything is returned; the problems are collected into one
 :class:`~monai_ext.data.validation.ValidationReport`.
 """
@@ -228,6 +230,8 @@ def _read_descriptions(
             report.add("path_outside_root", f"{os.path.basename(table_path)} row {row_number}: '{entry}'")
             continue
         mask_name = os.path.relpath(candidate, mask_dir)
+        if mask_name not in masks and LVIT_MASK_PREFIX + mask_name in masks:  # the row names the image instead
+            mask_name = LVIT_MASK_PREFIX + mask_name
         if mask_name not in masks:
             report.add("text_without_files", entry)
             continue
