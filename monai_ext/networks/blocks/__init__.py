@@ -1,1 +1,5 @@
+"""Building blocks shared by the networks."""
 
+from .clip_encoders import ClipImageEncoder, ClipTextEncoder
+from .em_aggregation import EMAggregation
+from .text_guided_decoder import TextCrossAttention, TextGuidedPixelDecoder
