@@ -105,6 +105,20 @@ def test_text_encoder_encodes_each_report_once(clip, tokenize):
     assert not any("cache" in key for key in encoder.state_dict())
 
 
+def test_loading_new_weights_drops_cached_embeddings(tokenize):
+    torch.manual_seed(0)
+    encoder = ClipTextEncoder(create_clip(TINY_CLIP_NAME))
+    torch.manual_seed(1)
+    other = ClipTextEncoder(create_clip(TINY_CLIP_NAME))
+    tokens = tokenize(["Right middle lobe consolidation."])
+    before = encoder(tokens)[2]
+    parent = torch.nn.Sequential(encoder)  # loading through a parent module must clear the cache too
+    parent.load_state_dict(torch.nn.Sequential(other).state_dict())
+    after = encoder(tokens)[2]
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, other(tokens)[2])
+
+
 def test_text_cache_cleared_when_moved_and_works_under_autocast(clip, tokenize):
     encoder = ClipTextEncoder(create_clip(TINY_CLIP_NAME))
     tokens = tokenize(["Right middle lobe consolidation."])

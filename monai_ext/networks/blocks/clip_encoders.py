@@ -185,6 +185,8 @@ class ClipTextEncoder(nn.Module):
         self.frozen = frozen
         self.cache = TextEmbeddingCache() if (frozen and cache) else None
         self._cache_id = uuid.uuid4().hex
+        # New weights make cached embeddings stale; the hook also fires when a parent module loads a state dict.
+        self.register_load_state_dict_post_hook(ClipTextEncoder._clear_cache)
         if frozen:
             for module in (self.token_embedding, self.transformer, self.ln_final):
                 module.requires_grad_(False)
@@ -208,10 +210,13 @@ class ClipTextEncoder(nn.Module):
     def context_length(self) -> int:
         return self.positional_embedding.shape[0]
 
-    def _apply(self, fn, *args, **kwargs):
-        # Cached tensors live on the old device/dtype: drop them whenever the module is moved or cast.
+    def _clear_cache(self, *_) -> None:
         if self.cache is not None:
             self.cache.clear()
+
+    def _apply(self, fn, *args, **kwargs):
+        # Cached tensors live on the old device/dtype: drop them whenever the module is moved or cast.
+        self._clear_cache()
         return super()._apply(fn, *args, **kwargs)
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:

@@ -275,10 +275,9 @@ class VLSANet(nn.Module):
         return torch.stack([F.pad(t, (0, 0, 0, most - t.shape[0])) for t in per_class])
 
     def _clear_text_caches(self, *_) -> None:
+        # Loaded weights may differ from those the cached class embeddings were computed with (the text encoder
+        # clears its own cache).
         self._class_embedding_cache.clear()
-        if self.use_text and self.text_encoder.cache is not None:
-            # Loaded weights may differ from those the cached text features were computed with.
-            self.text_encoder.cache.clear()
 
     def _apply(self, fn, *args, **kwargs):
         # Cached embeddings live on the old device/dtype.
