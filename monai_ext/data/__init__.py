@@ -1,6 +1,7 @@
 """Dataset readers and transforms: LViT text tables, decathlon datalists with reports, checked image loading
 (PNG/JPEG, NIfTI, DICOM), mask checks and 3D volume slicing for 2D models."""
 
+from monai_ext.data import synthetic
 from monai_ext.data.datalist import is_valid_text, load_text_datalist, validate_text_datalist, write_text_datalist
 from monai_ext.data.inference_records import inference_records
 from monai_ext.data.lvit import find_lvit_text_table, load_lvit_split, lvit_split_name, validate_lvit_split
@@ -50,6 +51,7 @@ __all__ = [
     "lvit_split_name",
     "slice_volume",
     "stack_slices",
+    "synthetic",
     "validate_lvit_split",
     "validate_text_datalist",
     "write_text_datalist",

@@ -2,3 +2,4 @@
 
 from .clip import TINY_CLIP_NAME, ClipCheckpointError, PretrainedWeightsNotFoundError, create_clip, get_clip_tokenizer
 from .nets import TGCNet, VLSANet, load_class_prompts
+from .utils import count_parameters

@@ -27,15 +27,9 @@ from monai.networks.blocks import Convolution, ResidualUnit
 
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
 from monai_ext.networks.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
+from monai_ext.networks.utils import count_parameters
 
-__all__ = ["TGCNet", "count_parameters"]
-
-
-def count_parameters(module: nn.Module) -> dict[str, int]:
-    """Trainable and total parameter counts of ``module``."""
-    total = sum(p.numel() for p in module.parameters())
-    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    return {"trainable": trainable, "total": total}
+__all__ = ["TGCNet"]
 
 
 def _match_batch(tokens: torch.Tensor, batch: int) -> torch.Tensor:

@@ -35,6 +35,7 @@ from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEn
 from monai_ext.networks.blocks.em_aggregation import EMAggregation
 from monai_ext.networks.blocks.text_guided_decoder import TextGuidedPixelDecoder
 from monai_ext.networks.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
+from monai_ext.networks.utils import count_parameters
 
 __all__ = ["VLSANet", "load_class_prompts"]
 
@@ -286,10 +287,7 @@ class VLSANet(nn.Module):
 
     def count_parameters(self) -> dict[str, int]:
         """Trainable and total parameter counts (CLIP included in the total)."""
-        return {
-            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
-            "total": sum(p.numel() for p in self.parameters()),
-        }
+        return count_parameters(self)
 
     def _encode_prompts(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens ``[..., P, L]`` -> L2-normalised mean of the normalised prompt embeddings ``[..., D]``."""
