@@ -160,3 +160,31 @@ def test_mask_for_zones_selects_only_requested_zones():
     assert not mask_for_zones(zone_map, ["middle left"]).any()
     with pytest.raises(ValueError, match="integer"):
         mask_for_zones(zone_map.astype(float), ["upper left"])
+
+
+def test_rereported_splits_counterfactual_and_generic(tmp_path):
+    from monai_ext.data import load_lvit_split
+    from monai_ext.data.synthetic import make_rereported_split
+
+    source = tmp_path / "cxr"
+    make_chest_xray_dataset(source, n_train=0, n_val=0, n_test=24, image_size=64, seed=3)
+    original = {r["name"]: r for r in json.load(open(source / "datalist.json"))["test"]}
+
+    summary = make_rereported_split(source, tmp_path / "cf", splits="test", seed=1)
+    single = sum(len(r["zones_present"]) == 1 for r in original.values())
+    assert summary["skipped"]["test"] == single and summary["counts"]["test"] == len(original) - single > 0
+    for record in load_lvit_split(tmp_path / "cf", "Test"):
+        zones = parse_report_zones(record["text"])
+        assert zones != original[record["name"]]["zones_named"]
+        assert set(zones) <= set(original[record["name"]]["zones_present"])
+        zone_map = np.asarray(Image.open(tmp_path / "cf" / original[record["name"]]["zone_map"]))
+        mask = np.asarray(Image.open(record["label"])) > 0
+        np.testing.assert_array_equal(mask, mask_for_zones(zone_map, zones))
+
+    make_rereported_split(source, tmp_path / "generic", splits=["test"], mode="generic", prompt="Lungs.")
+    generic = load_lvit_split(tmp_path / "generic", "Test")
+    assert len(generic) == len(original) and {r["text"] for r in generic} == {"Lungs."}
+    with pytest.raises(ValueError, match="splits"):
+        make_rereported_split(source, tmp_path / "bad", splits="train")
+    with pytest.raises(FileExistsError):
+        make_rereported_split(source, tmp_path / "cf", splits="test")

@@ -44,9 +44,19 @@ def run_bundle(
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    log_file: str | None = None,
 ) -> None:
-    """Run the bundle and stream its output; raises ``RuntimeError`` naming the configs when it fails."""
+    """Run the bundle and stream its output (to ``log_file`` when given, e.g. for runs in parallel); raises
+    ``RuntimeError`` naming the configs (and the log) when it fails."""
     command = bundle_run_command(bundle_dir, configs, overrides)
-    result = subprocess.run(command, env={**os.environ, **(env or {})}, cwd=cwd, check=False)
+    run_env = {**os.environ, **(env or {})}
+    if log_file is None:
+        result = subprocess.run(command, env=run_env, cwd=cwd, check=False)
+    else:
+        with open(log_file, "w", encoding="utf-8") as log:
+            result = subprocess.run(command, env=run_env, cwd=cwd, check=False, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        raise RuntimeError(f"Bundle run {list(configs)} in {bundle_dir} failed with exit code {result.returncode}.")
+        where = f"; see {log_file}" if log_file else ""
+        raise RuntimeError(
+            f"Bundle run {list(configs)} in {bundle_dir} failed with exit code {result.returncode}{where}."
+        )

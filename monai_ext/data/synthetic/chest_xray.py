@@ -12,11 +12,14 @@ bulges into the image's right half.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
+import shutil
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from ._common import (
@@ -40,6 +43,7 @@ __all__ = [
     "mask_for_zones",
     "render_chest_xray",
     "make_chest_xray_dataset",
+    "make_rereported_split",
 ]
 
 # Zone k (1-based) of a zone map is LUNG_ZONES[k - 1]. Sides are the patient's (see the module docstring).
@@ -359,3 +363,90 @@ def make_chest_xray_dataset(
         }
         write_json(summary, os.path.join(staging, MARKER_FILE))
     return {**summary, "out_dir": out_dir, "datalist": os.path.join(out_dir, "datalist.json")}
+
+
+def make_rereported_split(
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    splits: str | Sequence[str] = "test",
+    mode: str = "counterfactual",
+    prompt: str = "Pulmonary infection in the lungs.",
+    seed: int = 0,
+    overwrite: bool = False,
+) -> dict:
+    """Copy splits of a :func:`make_chest_xray_dataset` set with new reports, in the same LViT layout.
+
+    Modes:
+        ``"counterfactual"``: each image with two or more lesions gets a report naming a different non-empty subset
+            of its lesions, and the mask of exactly that subset (from the zone map); images with one lesion have no
+            counterfactual and are left out. A model that ignores the report scores low here.
+        ``"generic"``: every report becomes ``prompt`` and the mask stays the original one (the text-free control:
+            the network still gets a text input, but it carries no information).
+
+    Args:
+        dataset_dir: folder written by :func:`make_chest_xray_dataset` (its ``datalist.json`` is read).
+        out_dir: new dataset folder: ``<S>_Folder/{img,labelcol,labelzones}``, ``<S>_text.csv`` per split and
+            ``datalist.json``.
+        splits: datalist keys among ``"training"``, ``"validation"``, ``"test"``.
+        seed: picks the counterfactual subsets and phrasings.
+
+    Returns:
+        summary dict: ``out_dir``, ``mode``, ``counts`` and ``skipped`` (single-lesion images) per split.
+
+    Example::
+
+        make_rereported_split("data/demo_cxr", "data/demo_cxr_counterfactual", splits="test")
+    """
+    splits = [splits] if isinstance(splits, str) else list(splits)
+    if mode not in ("counterfactual", "generic"):
+        raise ValueError(f"mode must be 'counterfactual' or 'generic', got {mode!r}.")
+    unknown = [split for split in splits if split not in LVIT_SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"splits must be among {list(LVIT_SPLITS)}, got {splits!r}.")
+    dataset_dir = os.path.abspath(os.fspath(dataset_dir))
+    datalist_path = os.path.join(dataset_dir, "datalist.json")
+    if not os.path.isfile(datalist_path):
+        raise FileNotFoundError(f"{datalist_path} not found: {dataset_dir} is not a make_chest_xray_dataset folder.")
+    with open(datalist_path, encoding="utf-8") as f:
+        source = json.load(f)
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    datalist, counts, skipped = {}, {}, {}
+    with staged_output_dir(out_dir, overwrite=overwrite) as staging:
+        for split in splits:
+            prefix = LVIT_SPLITS[split]
+            folder = f"{prefix}_Folder"
+            for subfolder in ("img", "labelcol", "labelzones"):
+                os.makedirs(os.path.join(staging, folder, subfolder))
+            items, rows, skipped[split] = [], [], 0
+            for i, record in enumerate(source[split]):
+                rng = sample_rng(seed, 100 + list(LVIT_SPLITS).index(split), i)
+                present, named = record["zones_present"], record["zones_named"]
+                if mode == "generic":
+                    new_named, report = named, prompt
+                else:
+                    subsets = [
+                        [z for j, z in enumerate(present) if bits >> j & 1] for bits in range(1, 2 ** len(present))
+                    ]
+                    subsets = [subset for subset in subsets if subset != named]
+                    if not subsets:
+                        skipped[split] += 1
+                        continue
+                    new_named = subsets[int(rng.integers(len(subsets)))]
+                    report = compose_report(new_named, rng)
+                zone_map = np.asarray(Image.open(os.path.join(dataset_dir, record["zone_map"])))
+                for key in ("image", "zone_map"):
+                    shutil.copyfile(os.path.join(dataset_dir, record[key]), os.path.join(staging, record[key]))
+                mask = mask_for_zones(zone_map, new_named).astype(np.uint8) * 255
+                write_png(mask, os.path.join(staging, record["label"]))
+                rows.append((os.path.basename(record["label"]), report))
+                items.append({**record, "text": report, "zones_named": new_named})
+            with open(os.path.join(staging, folder, f"{prefix}_text.csv"), "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(("Image", "Description"))
+                writer.writerows(rows)
+            datalist[split], counts[split] = items, len(items)
+        write_json(datalist, os.path.join(staging, "datalist.json"))
+        summary = {"generator": "make_rereported_split", "source": dataset_dir, "mode": mode, "counts": counts,
+                   "skipped": skipped, "seed": int(seed)}
+        write_json(summary, os.path.join(staging, MARKER_FILE))
+    return {**summary, "out_dir": out_dir}

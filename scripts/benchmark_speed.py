@@ -1,0 +1,322 @@
+"""Speed, memory and FLOP benchmark of TGC-Net, VLSA-Net and an image-only MONAI baseline.
+
+For each model, mode (inference / training step), batch size and execution variant (fp32, bf16 autocast,
+channels-last, ``torch.compile``) it measures images per second, peak memory, FLOPs per image (torch's
+``FlopCounterMode``) and the achieved TFLOP/s with its fraction of the device's peak. It also times per-sample text
+encoding (what LViT-style pipelines pay every step) against our cached text embeddings, and the data pipeline
+(readers, transforms, DataLoader) of the TGC-Net bundle on demo images.
+
+Writes ``speed.json``, ``speed.md`` and ``throughput.png`` to ``output_dir``::
+
+    python scripts/benchmark_speed.py --output_dir benchmark_results/speed_cpu --batch_sizes "[1,8]"
+    python scripts/benchmark_speed.py --output_dir benchmark_results/speed_gpu --device cuda \
+        --variants "['fp32','bf16','bf16_channels_last','bf16_compile']"
+
+CLIP weights are random (timing does not depend on them), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+
+import fire
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from monai.networks.nets import BasicUNet  # noqa: E402
+
+from monai_ext.networks import TGCNet, VLSANet, count_parameters, get_clip_tokenizer  # noqa: E402
+from monai_ext.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+
+FUNDUS_PROMPTS = os.path.join(REPO_ROOT, "bundles", "vlsanet", "configs", "prompts_fundus.json")
+VARIANTS = ("fp32", "bf16", "bf16_channels_last", "bf16_compile")
+# Dense (no sparsity) peak TFLOP/s from the vendors' datasheets: fp32 on CUDA cores, bf16 on tensor cores.
+PEAK_TFLOPS = {"H100 80GB HBM3": {"fp32": 67.0, "bf16": 989.0}, "H100 PCIe": {"fp32": 51.0, "bf16": 756.0},
+               "H200": {"fp32": 67.0, "bf16": 989.0}, "A100": {"fp32": 19.5, "bf16": 312.0}}
+
+
+def build_model(name: str, clip_model_name: str, image_size: int) -> tuple[nn.Module, int]:
+    """The network and its image channels."""
+    if name == "tgcnet":
+        return TGCNet(clip_model_name=clip_model_name, in_channels=1), 1
+    if name == "vlsanet":
+        return VLSANet(clip_model_name=clip_model_name, class_prompts=FUNDUS_PROMPTS, image_size=image_size), 3
+    if name == "basicunet":
+        return BasicUNet(spatial_dims=2, in_channels=1, out_channels=1), 1
+    raise ValueError(f"Unknown model {name!r}; choose tgcnet, vlsanet or basicunet.")
+
+
+def model_inputs(name: str, channels: int, batch: int, size: int, clip_model_name: str, device) -> tuple:
+    image = torch.rand(batch, channels, size, size, device=device)
+    if name != "tgcnet":
+        return (image,)
+    tokens = get_clip_tokenizer(clip_model_name)(["Bilateral pulmonary infection, upper left lung and lower right lung."])
+    return image, tokens.expand(batch, -1).to(device)
+
+
+def peak_for(device: torch.device, precision: str) -> float | None:
+    if device.type != "cuda":
+        return None
+    gpu = torch.cuda.get_device_name(device)
+    for key, peaks in PEAK_TFLOPS.items():
+        if key in gpu:
+            return peaks[precision]
+    return None
+
+
+def count_flops(model: nn.Module, inputs: tuple, train: bool) -> int:
+    """FLOPs of one forward (inference) or forward + backward (training) on ``inputs``."""
+    with FlopCounterMode(display=False) as counter:
+        if train:
+            output = model(*inputs)
+            output.float().mean().backward()
+        else:
+            with torch.no_grad():
+                model(*inputs)
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step, device: torch.device, warmup: int, iterations: int) -> float:
+    """Seconds per step (median of ``iterations`` after ``warmup``)."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def benchmark_model(name, mode, batch, variant, args) -> dict:
+    device = args["device"]
+    torch.manual_seed(0)
+    model, channels = build_model(name, args["clip_model_name"], args["image_size"])
+    model = model.to(device).train(mode == "train")
+    inputs = model_inputs(name, channels, batch, args["image_size"], args["clip_model_name"], device)
+    precision = "bf16" if variant.startswith("bf16") else "fp32"
+    if "channels_last" in variant:
+        model = model.to(memory_format=torch.channels_last)
+        inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
+    counts = count_parameters(model)
+    flops = count_flops(model, model_inputs(name, channels, 1, args["image_size"], args["clip_model_name"], device),
+                        mode == "train")
+    runner = torch.compile(model) if "compile" in variant else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4) if mode == "train" else None
+
+    def step():
+        if mode == "train":
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                loss = runner(*inputs).float().mean()
+            loss.backward()
+            optimizer.step()
+        else:
+            with torch.inference_mode(), autocast:
+                runner(*inputs)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = time_steps(step, device, args["warmup"], args["iterations"])
+    images_per_s = batch / seconds
+    achieved = flops * images_per_s / 1e12
+    peak = peak_for(device, precision)
+    memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
+              else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {
+        "model": name, "mode": mode, "batch": batch, "variant": variant, "images_per_s": images_per_s,
+        "ms_per_step": seconds * 1e3, "gflops_per_image": flops / 1e9, "achieved_tflops": achieved,
+        "fraction_of_peak": (achieved / peak) if peak else None,
+        "peak_memory_mib": memory / 2**20, "memory_kind": "cuda max allocated" if device.type == "cuda"
+        else "process peak RSS (monotonic over the run)", **counts,
+    }
+
+
+def benchmark_text(args) -> list[dict]:
+    """Per-sample CLIP text encoding (a fresh encode every step) vs cached embeddings, per batch of reports."""
+    device = args["device"]
+    model = TGCNet(clip_model_name=args["clip_model_name"], in_channels=1).to(device).eval()
+    tokenizer = get_clip_tokenizer(args["clip_model_name"])
+    rows = []
+    for batch in args["batch_sizes"]:
+        tokens = tokenizer([f"Infected area {i} in the lower left lung." for i in range(batch)]).to(device)
+        encoder = model.text_encoder
+
+        def encode_every_time():
+            encoder.cache.clear()
+            encoder(tokens)
+
+        fresh = time_steps(encode_every_time, device, args["warmup"], args["iterations"])
+        cached = time_steps(lambda: encoder(tokens), device, args["warmup"], args["iterations"])
+        rows.append({"batch": batch, "per_sample_encoding_ms": fresh * 1e3, "cached_ms": cached * 1e3,
+                     "speedup": fresh / cached})
+    return rows
+
+
+def benchmark_data_pipeline(args, num_images: int = 128) -> list[dict]:
+    """Images/s through the TGC-Net bundle's training preprocessing and a DataLoader, on demo PNGs."""
+    from monai.bundle import ConfigParser
+    from monai.data import DataLoader
+
+    from monai_ext.data.synthetic import make_chest_xray_dataset
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = os.path.join(tmp, "chest")
+        make_chest_xray_dataset(data_dir, n_train=num_images, n_val=2, n_test=2, image_size=args["image_size"], seed=0)
+        parser = ConfigParser()
+        parser.read_config(os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "train.json"))
+        parser.update({"bundle_root": os.path.join(REPO_ROOT, "bundles", "tgcnet"), "dataset_dir": data_dir,
+                       "clip_model_name": args["clip_model_name"], "image_size": args["image_size"]})
+        dataset = parser.get_parsed_content("train#dataset")
+        for workers in args["loader_workers"]:
+            loader = DataLoader(dataset, batch_size=16, num_workers=workers, shuffle=True)
+            for _ in loader:  # warm-up epoch: worker start, file cache
+                break
+            start = time.perf_counter()
+            count = sum(batch["image"].shape[0] for batch in loader)
+            rows.append({"num_workers": workers, "images_per_s": count / (time.perf_counter() - start)})
+    return rows
+
+
+def _markdown(results: dict) -> str:
+    env = results["environment"]
+    lines = [
+        "# Speed benchmark", "",
+        f"Device: {env['device_name']}; torch {env['torch']}; {env['cpu_count']} CPU threads; image "
+        f"{env['image_size']}x{env['image_size']}; CLIP {env['clip_model_name']} (random weights); {env['date']}.", "",
+        f"Command: `{env['command']}`", "",
+        "Median of the timed steps after warm-up. Training = forward + backward + AdamW step on the trainable "
+        "parameters. FLOPs counted with torch.utils.flop_counter for one image (training: forward + backward).", "",
+        "| model | mode | batch | variant | images/s | ms/step | GFLOP/image | TFLOP/s | of peak | peak MiB |"
+        " trainable / total params |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in results["models"]:
+        frac = f"{100 * r['fraction_of_peak']:.1f}%" if r.get("fraction_of_peak") else "n/a"
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {r['variant']} | failed: {r['error']} |"
+                         " | | | | | |")
+            continue
+        lines.append(
+            f"| {r['model']} | {r['mode']} | {r['batch']} | {r['variant']} | {r['images_per_s']:.1f} | "
+            f"{r['ms_per_step']:.1f} | {r['gflops_per_image']:.1f} | {r['achieved_tflops']:.2f} | {frac} | "
+            f"{r['peak_memory_mib']:.0f} | {r['trainable'] / 1e6:.2f}M / {r['total'] / 1e6:.1f}M |"
+        )
+    if results.get("text"):
+        lines += ["", "## Text encoding per step vs cached embeddings (TGC-Net's CLIP text encoder)", "",
+                  "| reports per batch | encode every step (ms) | cached (ms) | speed-up |", "| ---: | ---: | ---: | ---: |"]
+        lines += [f"| {r['batch']} | {r['per_sample_encoding_ms']:.2f} | {r['cached_ms']:.3f} | {r['speedup']:.0f}x |"
+                  for r in results["text"]]
+    if results.get("data_pipeline"):
+        lines += ["", "## Data pipeline (TGC-Net train preprocessing + DataLoader, batch 16, demo PNGs)", "",
+                  "| num_workers | images/s |", "| ---: | ---: |"]
+        lines += [f"| {r['num_workers']} | {r['images_per_s']:.1f} |" for r in results["data_pipeline"]]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(results: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, mode in zip(axes, ("inference", "train")):
+        for (model, variant) in sorted({(r["model"], r["variant"]) for r in results["models"] if "error" not in r}):
+            rows = sorted((r for r in results["models"] if r["model"] == model and r["variant"] == variant
+                           and r["mode"] == mode and "error" not in r), key=lambda r: r["batch"])
+            if rows:
+                ax.plot([r["batch"] for r in rows], [r["images_per_s"] for r in rows], marker="o",
+                        label=f"{model} {variant}")
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images / s", title=mode)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(results["environment"]["device_name"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(
+    output_dir: str = "benchmark_results/speed",
+    device: str = "auto",
+    models=("tgcnet", "vlsanet", "basicunet"),
+    modes=("inference", "train"),
+    batch_sizes=(1, 8, 32),
+    variants=("fp32",),
+    image_size: int = 224,
+    clip_model_name: str = "ViT-B-16",
+    warmup: int = 2,
+    iterations: int = 5,
+    text: bool = True,
+    data_pipeline: bool = True,
+    loader_workers=(0, 2),
+) -> str:
+    """Run the benchmark; returns the path of ``speed.md``. ``variants`` from: fp32, bf16, bf16_channels_last,
+    bf16_compile (bf16 variants use torch.autocast)."""
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise ValueError(f"Unknown variants {sorted(unknown)}; choose from {VARIANTS}.")
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    args = {"device": dev, "image_size": image_size, "clip_model_name": clip_model_name, "warmup": warmup,
+            "iterations": iterations, "batch_sizes": list(batch_sizes), "loader_workers": list(loader_workers)}
+    os.makedirs(output_dir, exist_ok=True)
+    results = {
+        "environment": {
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "CPU",
+            "torch": torch.__version__, "cpu_count": torch.get_num_threads(), "image_size": image_size,
+            "clip_model_name": clip_model_name, "date": time.strftime("%Y-%m-%d"),
+            "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]]),
+        },
+        "models": [],
+    }
+    combos = [(m, mode, b, v) for m in models for mode in modes for b in batch_sizes for v in variants]
+    for index, (name, mode, batch, variant) in enumerate(combos, 1):
+        print(f"[{index}/{len(combos)}] {name} {mode} batch {batch} {variant}", flush=True)
+        try:
+            row = benchmark_model(name, mode, batch, variant, args)
+        except torch.OutOfMemoryError as error:
+            row = {"model": name, "mode": mode, "batch": batch, "variant": variant, "error": f"out of memory ({error})"[:80]}
+        print("   ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+        results["models"].append(row)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    if text:
+        print("text encoding: per step vs cached", flush=True)
+        results["text"] = benchmark_text(args)
+    if data_pipeline:
+        print("data pipeline", flush=True)
+        results["data_pipeline"] = benchmark_data_pipeline(args)
+    atomic_write_json(os.path.join(output_dir, "speed.json"), results, overwrite=True)
+    markdown_path = os.path.join(output_dir, "speed.md")
+    atomic_write_text(markdown_path, _markdown(results), overwrite=True)
+    _plot(results, os.path.join(output_dir, "throughput.png"))
+    print(_markdown(results))
+    return markdown_path
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
