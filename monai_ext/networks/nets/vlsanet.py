@@ -331,6 +331,15 @@ class VLSANet(nn.Module):
             with torch.autocast(self.prompt_tokens.device.type, enabled=False):
                 return self._encode_prompts(tokens)
         cacheable = self.freeze_clip is not False
+        if cacheable and torch.jit.is_tracing():
+            # TorchScript export (ckpt_export): the frozen prompt embeddings become a constant of the traced graph.
+            # Computing them with tracing paused keeps every trace identical, whether or not they were cached.
+            tracing_state = torch._C._get_tracing_state()
+            torch._C._set_tracing_state(None)
+            try:
+                return self.class_embeddings(None, batch).detach().clone()
+            finally:
+                torch._C._set_tracing_state(tracing_state)
         key = (str(self.prompt_tokens.device), torch.is_inference_mode_enabled())
         if cacheable and key in self._class_embedding_cache:
             return self._class_embedding_cache[key]
