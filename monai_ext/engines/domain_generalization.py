@@ -81,9 +81,10 @@ def _load(datalist_file: str, key: str, base_dir: str | None) -> list[dict]:
 
 
 def _list_keys(datalist_file: str) -> list[str]:
+    """Keys of the non-empty lists in a datalist (MONAI's decathlon reader fails on an empty "test" list)."""
     with open(datalist_file, encoding="utf-8") as f:
         content = json.load(f)
-    return [k for k, v in content.items() if isinstance(v, list)]
+    return [k for k, v in content.items() if isinstance(v, list) and v]
 
 
 def training_records(
@@ -198,7 +199,7 @@ def _domain_dirs(data_root: str, domains: Sequence[str] | None) -> list[str]:
 def _write_datalist(groups: Mapping[str, list[dict]], json_path: str, base_dir: str) -> str:
     from monai_ext.data.datalist import write_text_datalist
 
-    return write_text_datalist(dict(groups), json_path, base_dir=base_dir, overwrite=True)
+    return write_text_datalist({k: v for k, v in groups.items() if v}, json_path, base_dir=base_dir, overwrite=True)
 
 
 def prepare_fundus_domains(
