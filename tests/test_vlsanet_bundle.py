@@ -54,9 +54,13 @@ def test_config_ids_and_ablation_switches():
     parser = ConfigParser()
     parser.read_config(TRAIN)
     for key in ("bundle_root", "device", "dataset_dir", "network_def", "network", "train#trainer",
-                "validate#evaluator", "preprocessing" if "preprocessing" in parser else "train#preprocessing",
-                "initialize", "run", "finalize", "use_em", "use_text", "alignment_weight"):  # fmt: skip
+                "validate#evaluator", "train#preprocessing", "train#inferer", "train#postprocessing",
+                "validate#preprocessing", "initialize", "run", "finalize", "use_em", "use_text", "alignment_weight"):  # fmt: skip
         assert key in parser, key
+    infer = ConfigParser()
+    infer.read_config(os.path.join(CONFIGS, "inference.json"))
+    for key in ("network_def", "inferer", "preprocessing", "postprocessing", "initialize", "run", "finalize"):
+        assert key in infer, key
     assert parser["loss"]["seg_loss"]["_target_"] == "DiceCELoss"
     assert parser["validate"]["key_metric"]["val_mean_dice"]["include_background"] is False
     parser["bundle_root"] = BUNDLE
