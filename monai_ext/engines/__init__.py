@@ -2,3 +2,4 @@
 
 from .bundle_runner import bundle_run_command, run_bundle
 from .handlers import OverlayWriter, SegmentationReportWriter, item_name
+from .predict import BundlePredictor, PredictionResult, PredictionSummary, bundle_parser, load_bundle_network, predict_csv

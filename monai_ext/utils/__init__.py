@@ -15,8 +15,14 @@ from .io import (
     sha256_file,
 )
 from .visualize import render_overlay, save_overlay_grid, save_overlay_png
+from .export import ExportWrapper, example_inputs, export_bundle_model, export_onnx, export_torchscript
 
 __all__ = [
+    "ExportWrapper",
+    "example_inputs",
+    "export_bundle_model",
+    "export_onnx",
+    "export_torchscript",
     "CheckpointError",
     "CheckpointNotFoundError",
     "PathOutsideRootError",
