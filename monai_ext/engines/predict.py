@@ -213,6 +213,21 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def _root_cause(error: BaseException) -> BaseException:
+    """The error a transform raised, without MONAI Compose's "applying transform ..." RuntimeError wrappers."""
+    while isinstance(error, RuntimeError) and str(error).startswith("applying transform") and error.__cause__:
+        error = error.__cause__
+    return error
+
+
+def _volume_hint(error: BaseException, image: str) -> str:
+    """A hint when a 2D preprocessing meets a volume (e.g. TGC-Net's inference.json on a CT series)."""
+    text = str(error)
+    if input_format(image) in ("dicom", "nifti") and ("spatial_size" in text or "dimension" in text or "dims" in text):
+        return "(a volume? add a config whose preprocessing takes volumes, e.g. configs/inference_ct.json)"
+    return ""
+
+
 @dataclass
 class PredictionResult:
     """Outputs of one prediction: file paths, the report, foreground voxel count and the mask (input grid)."""
@@ -280,9 +295,18 @@ class BundlePredictor:
         """Load ``image`` and run the bundle's preprocessing on it and ``text``: ``(loaded item, preprocessed item)``."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"No report text for '{image}': give the findings to segment.")
-        loaded = self.load({self.image_key: os.fspath(image), self.text_key: text})
-        original = loaded[self.image_key]
-        prepared = self.transform(dict(loaded))
+        try:
+            loaded = self.load({self.image_key: os.fspath(image), self.text_key: text})
+            original = loaded[self.image_key]
+            prepared = self.transform(dict(loaded))
+        except RuntimeError as error:
+            root = _root_cause(error)
+            if root is error:
+                raise
+            hint = _volume_hint(root, image)
+            if hint:
+                raise ValueError(f"{type(root).__name__}: {root} {hint}") from error
+            raise root from error
         return {self.image_key: original}, prepared
 
     def _extras(self, item: Mapping, batch: int) -> dict[str, torch.Tensor]:
