@@ -16,6 +16,7 @@ from .io import (
 )
 from .visualize import render_overlay, save_overlay_grid, save_overlay_png
 from .export import ExportWrapper, example_inputs, export_bundle_model, export_onnx, export_torchscript
+from .packaging import package_bundle, verify_bundle_archive, vendored_requirements
 
 __all__ = [
     "ExportWrapper",
@@ -23,6 +24,9 @@ __all__ = [
     "export_bundle_model",
     "export_onnx",
     "export_torchscript",
+    "package_bundle",
+    "verify_bundle_archive",
+    "vendored_requirements",
     "CheckpointError",
     "CheckpointNotFoundError",
     "PathOutsideRootError",
