@@ -30,6 +30,7 @@ from monai_ext.utils.io import atomic_write
 
 __all__ = [
     "ExportWrapper",
+    "check_ckpt_export",
     "disabled_text_caches",
     "example_inputs",
     "export_bundle_model",
@@ -268,3 +269,54 @@ def export_bundle_model(
             if not diff <= atol:
                 raise RuntimeError(f"{fmt} export '{path}' differs from PyTorch by {diff:.3g} (> atol {atol}).")
     return result
+
+
+def check_ckpt_export(
+    bundle_dir: str,
+    config_files: Sequence[str],
+    ckpt_file: str,
+    filepath: str,
+    net_id: str = "network_def",
+    atol: float = 1e-4,
+    seed: int = 0,
+) -> float:
+    """Run MONAI's ``ckpt_export`` (traced, image-only input of the metadata's shape) as the Model Zoo CI does, load
+    the result with ``torch.jit.load`` and compare it with the eager network on a random image.
+
+    Args:
+        bundle_dir: bundle folder; ``config_files`` are paths or names under ``<bundle>/configs``.
+
+    Returns:
+        the max absolute difference (``RuntimeError`` when above ``atol``).
+    """
+    from monai.bundle import ckpt_export
+
+    from monai_ext.engines.predict import _resolve_config, bundle_parser
+    from monai_ext.utils.io import load_state_dict_checked
+
+    bundle_dir = os.path.abspath(bundle_dir)
+    files = [_resolve_config(bundle_dir, name) for name in config_files]
+    meta_file = os.path.join(bundle_dir, "configs", "metadata.json")
+    parser = bundle_parser(bundle_dir, files[1:], base_config=files[0])
+    spec = parser.get("_meta_#network_data_format#inputs#image", None) or {}
+    shape = [1, int(spec.get("num_channels", 1)), *[int(s) for s in spec.get("spatial_shape", [224, 224])]]
+    ckpt_export(
+        net_id=net_id,
+        filepath=filepath,
+        ckpt_file=ckpt_file,
+        meta_file=meta_file,
+        config_file=files,
+        use_trace=True,
+        input_shape=shape,
+        bundle_root=bundle_dir,
+    )
+    scripted = torch.jit.load(filepath, map_location="cpu")
+    network = parser.get_parsed_content(net_id)
+    load_state_dict_checked(network, ckpt_file)
+    network.eval()
+    image = torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        diff = float((scripted(image).float() - network(image).float()).abs().max())
+    if not diff <= atol:
+        raise RuntimeError(f"TorchScript export '{filepath}' differs from the eager network by {diff:.3g} (> {atol}).")
+    return diff
