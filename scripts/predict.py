@@ -48,11 +48,11 @@ def main(
     """Predict one ``--image`` with ``--text``, or every row of ``--csv``; exits with 1 when any image failed."""
     if (image is None) == (csv is None):
         raise SystemExit("Give either --image (with --text) or --csv.")
-    if image is not None and not (isinstance(text, str) and text.strip()):
-        raise SystemExit("--text is required with --image: the report that says what to segment.")
     predictor = BundlePredictor(
         bundle_dir, checkpoint=checkpoint, config_files=configs, overrides=overrides, device=device, threshold=threshold
     )
+    if image is not None and predictor.input_keys and not (isinstance(text, str) and text.strip()):
+        raise SystemExit("--text is required with --image: the report that says what to segment.")
     if image is not None:
         result = predictor.predict_file(image, text, output_dir, overwrite=overwrite)
         print(f"mask: {result.mask_path}\noverlay: {result.overlay_path}\nforeground voxels: {result.foreground}")

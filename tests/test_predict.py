@@ -93,7 +93,8 @@ def test_png_gives_png_mask_at_input_size_and_overlay_with_report(predictor, tmp
 
 
 def test_mask_is_the_networks_thresholded_output_on_the_input_grid(predictor, tmp_path):
-    image = write_png(tmp_path / "grid.png", height=224, width=224, seed=1)
+    size = predictor.parser.get_parsed_content("image_size")  # no resize: the input grid is the network's
+    image = write_png(tmp_path / "grid.png", height=size, width=size, seed=1)
     result = predictor.predict_file(image, REPORT, str(tmp_path / "out"))
     _, prepared = predictor.prepare(image, REPORT)
     with torch.no_grad():
@@ -178,7 +179,21 @@ def test_cli_and_checkpoint_errors(checkpoint, tmp_path, capsys):
     cli.main(bundle_dir=BUNDLE, checkpoint=checkpoint, configs=DEMO, image=image, text=REPORT, output_dir=str(tmp_path))
     assert "cli_mask.png" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--text"):
-        cli.main(bundle_dir=BUNDLE, image=image, output_dir=str(tmp_path))
+        cli.main(bundle_dir=BUNDLE, checkpoint=checkpoint, configs=DEMO, image=image, output_dir=str(tmp_path))
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="bad.pt"):
         BundlePredictor(BUNDLE, checkpoint=str(tmp_path / "bad.pt"), config_files=DEMO)
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(REPO, "bundles", "vlsanet", "configs")), reason="no VLSA-Net bundle")
+def test_same_predictor_serves_an_image_only_multiclass_bundle(tmp_path):
+    bundle = os.path.join(REPO, "bundles", "vlsanet")
+    net = bundle_parser(bundle, DEMO).get_parsed_content("network_def")
+    atomic_save({"model": net.state_dict()}, str(tmp_path / "model.pt"))
+    predictor = BundlePredictor(bundle, checkpoint=str(tmp_path / "model.pt"), config_files=DEMO)
+    assert predictor.input_keys == {}  # class prompts are built in: no report needed
+    rng = np.random.default_rng(6)
+    Image.fromarray(rng.integers(0, 256, (90, 110, 3), dtype=np.uint8)).save(tmp_path / "fundus.png")
+    result = predictor.predict_file(str(tmp_path / "fundus.png"), None, str(tmp_path / "out"))
+    mask = np.asarray(Image.open(result.mask_path))
+    assert mask.shape == (90, 110) and mask.max() <= 2  # index map: background, disc rim, cup

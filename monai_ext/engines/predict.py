@@ -293,7 +293,9 @@ class BundlePredictor:
     # -- steps ------------------------------------------------------------------------------------------------------
     def prepare(self, image: str, text: str) -> tuple[dict, dict]:
         """Load ``image`` and run the bundle's preprocessing on it and ``text``: ``(loaded item, preprocessed item)``."""
-        if not isinstance(text, str) or not text.strip():
+        if text is None:
+            text = ""
+        if not isinstance(text, str) or (self.input_keys and not text.strip()):
             raise ValueError(f"No report text for '{image}': give the findings to segment.")
         try:
             loaded = self.load({self.image_key: os.fspath(image), self.text_key: text})
@@ -415,7 +417,7 @@ class BundlePredictor:
 
     def write_overlay(self, mask: np.ndarray, original: torch.Tensor, text: str, path: str, overwrite: bool) -> None:
         image = _numpy(original).astype(np.float32)  # [C, x, y(, z)]
-        lines = [text]
+        lines = [text] if text else []
         if mask.ndim == 3:
             areas = mask.reshape(-1, mask.shape[-1]).astype(bool).sum(0)
             k = int(areas.argmax()) if areas.max() > 0 else mask.shape[-1] // 2

@@ -94,13 +94,16 @@ def _mha_fastpath(enabled: bool) -> Iterator[None]:
 
 def example_inputs(parser: Any, text: str | None = None, seed: int = 0, image_key: str = "image") -> dict[str, torch.Tensor]:
     """``{"image": [1, C, *spatial], <extra input>: [1, ...]}`` for a bundle: a random image of the metadata's input
-    shape and the text inputs the bundle's preprocessing makes from ``text`` (default: the config's
+    shape (side ``image_size`` when the config has one) and the text inputs the bundle's preprocessing makes from ``text`` (default: the config's
     ``default_prompt``)."""
     from monai_ext.engines.predict import network_input_keys, text_only_transforms
 
     spec = parser.get(f"_meta_#network_data_format#inputs#{image_key}", None) or {}
     channels = int(spec.get("num_channels", 1))
     spatial = [int(s) for s in spec.get("spatial_shape", [224, 224])]
+    size = parser.get_parsed_content("image_size") if "image_size" in parser else None
+    if isinstance(size, int) and not isinstance(size, bool):  # the config's resize target (e.g. a demo's smaller size)
+        spatial = [size] * len(spatial)
     generator = torch.Generator().manual_seed(seed)
     inputs = {image_key: torch.rand(1, channels, *spatial, generator=generator)}
     keys = network_input_keys(parser, image_key=image_key)
