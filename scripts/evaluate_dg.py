@@ -109,7 +109,7 @@ def main(
     elif task == "fundus":
         domains = dg.prepare_fundus_domains(data_root, os.path.join(output_dir, "data"))
     else:
-        domains = dg.prepare_cardiac_domains(data_root, os.path.join(output_dir, "data"))
+        domains = dg.prepare_cardiac_domains(data_root, os.path.join(output_dir, "data", "slices"))
     source = source or DEFAULT_SOURCE[task]
     print(f"[DG] domains: {', '.join(domains)}; source: {source}; variants: {', '.join(variant_list)}", flush=True)
 

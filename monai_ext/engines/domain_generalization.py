@@ -229,13 +229,13 @@ def prepare_fundus_domains(
 
 
 def prepare_cardiac_domains(
-    data_root: str, work_dir: str, domains: Sequence[str] | None = None, overwrite: bool = True
+    data_root: str, out_dir: str, domains: Sequence[str] | None = None, overwrite: bool = True
 ) -> dict[str, dict[str, str]]:
     """Slice every cardiac volume of each domain into 2D NIfTI files and write one datalist per domain.
 
     Volumes come from ``<domain>/datalist.json`` (the synthetic layout) or from ``<domain>/images`` +
     ``<domain>/labels`` (same file names, or labels named ``<stem>_manual``); slices and the datalist go to
-    ``work_dir/slices/<domain>/``. A domain whose slice datalist is already there is reused.
+    ``out_dir/<domain>/``. A domain whose slice datalist is already there is reused.
 
     Returns:
         ``{domain: {"datalist": path, "base_dir": folder}}``.
@@ -246,18 +246,19 @@ def prepare_cardiac_domains(
     slicer = VolumeSlicer(axis=2, overwrite=overwrite)
     for domain in _domain_dirs(data_root, domains):
         domain_dir = os.path.abspath(os.path.join(data_root, domain))
-        out_dir = os.path.join(os.path.abspath(work_dir), "slices", domain)
-        json_path = os.path.join(out_dir, "datalist.json")
+        domain_out = os.path.join(os.path.abspath(out_dir), domain)
+        json_path = os.path.join(domain_out, "datalist.json")
         if not os.path.isfile(json_path):
             source = os.path.join(domain_dir, "datalist.json")
             if os.path.isfile(source):
                 groups = {k: _load(source, k, domain_dir) for k in _list_keys(source)}
             else:
                 groups = _find_pairs(domain_dir)
-            sliced = {k: slicer.expand(v, os.path.join(out_dir, k)) for k, v in groups.items()}
+            sliced = {k: slicer.expand(v, os.path.join(domain_out, k)) for k, v in groups.items()}
             keep = ("image", "label", "name", "slice_index")
-            _write_datalist({k: [{f: r[f] for f in keep if f in r} for r in v] for k, v in sliced.items()}, json_path, out_dir)
-        prepared[domain] = {"datalist": json_path, "base_dir": out_dir}
+            records = {k: [{f: r[f] for f in keep if f in r} for r in v] for k, v in sliced.items()}
+            _write_datalist(records, json_path, domain_out)
+        prepared[domain] = {"datalist": json_path, "base_dir": domain_out}
     return prepared
 
 
@@ -283,8 +284,7 @@ def make_demo_data(
     volumes = os.path.join(root, "volumes")
     if not all(os.path.isfile(os.path.join(volumes, d, "datalist.json")) for d in domains):
         make_cardiac_dataset(volumes, n_per_domain=n_per_domain or 8, image_size=image_size or 96, slices=4, seed=seed)
-    prepared = prepare_cardiac_domains(volumes, os.path.join(root, "sliced"), domains)
-    return prepared
+    return prepare_cardiac_domains(volumes, root, domains)
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
