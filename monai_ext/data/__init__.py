@@ -14,6 +14,7 @@ from monai_ext.data.readers import (
     ShapeMismatchError,
     is_dicom_path,
 )
+from monai_ext.data.streaming import SkipFailedDataset, describe_item
 from monai_ext.data.transforms import (
     BinarizeMask,
     BinarizeMaskd,
@@ -23,6 +24,7 @@ from monai_ext.data.transforms import (
     ValidateLabelValuesd,
 )
 from monai_ext.data.validation import DatasetValidationError, ValidationReport
+from monai_ext.data.writers import SafeSaveImaged, atomic_image_writer
 from monai_ext.data.volume import VolumeSlicer, expand_volume_records, slice_volume, stack_slices
 
 __all__ = [
@@ -36,11 +38,15 @@ __all__ = [
     "LabelValueError",
     "PydicomSeriesReader",
     "RandomTextd",
+    "SafeSaveImaged",
     "ShapeMismatchError",
+    "SkipFailedDataset",
     "ValidateLabelValues",
     "ValidateLabelValuesd",
     "ValidationReport",
     "VolumeSlicer",
+    "atomic_image_writer",
+    "describe_item",
     "expand_volume_records",
     "find_lvit_text_table",
     "inference_records",

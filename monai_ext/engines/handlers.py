@@ -14,7 +14,14 @@ from ignite.engine import Engine, Events
 from monai_ext.metrics import SegmentationReport
 from monai_ext.utils.visualize import save_overlay_png
 
-__all__ = ["SegmentationReportWriter", "OverlayWriter", "item_name"]
+__all__ = [
+    "SegmentationReportWriter",
+    "OverlayWriter",
+    "CheckedCheckpointLoader",
+    "FailureReport",
+    "item_name",
+    "output_items",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +43,18 @@ def item_name(item: dict[str, Any], fallback: str) -> str:
     if slice_index is not None:
         name = f"{name}_slice{int(slice_index):04d}"
     return name.replace(os.sep, "_")
+
+
+def output_items(engine: Engine) -> list[dict[str, Any]]:
+    """The decollated output items of the current iteration, each with the ``name``, ``text`` and ``slice_index`` of
+    its input item added (MONAI's engines keep only image, label and pred in the output)."""
+    batch = engine.state.batch if isinstance(engine.state.batch, list) else []
+    items = []
+    for i, item in enumerate(engine.state.output):
+        source = batch[i] if i < len(batch) and isinstance(batch[i], dict) else {}
+        extra = {k: source[k] for k in ("name", "text", "slice_index") if k in source and k not in item}
+        items.append({**extra, **item})
+    return items
 
 
 def _as_index_map(pred: torch.Tensor | np.ndarray, spatial_shape: Sequence[int] | None = None) -> np.ndarray:
@@ -78,7 +97,7 @@ class OverlayWriter:
 
     def __call__(self, engine: Engine) -> None:
         os.makedirs(self.output_dir, exist_ok=True)
-        for i, item in enumerate(engine.state.output):
+        for i, item in enumerate(output_items(engine)):
             if self.max_images is not None and self._written >= self.max_images:
                 return
             name = item_name(item, fallback=f"item{engine.state.iteration:05d}_{i}")
@@ -135,7 +154,7 @@ class SegmentationReportWriter:
         self.report = SegmentationReport(num_classes=self.num_classes, class_names=self.class_names)
 
     def _add(self, engine: Engine) -> None:
-        for i, item in enumerate(engine.state.output):
+        for i, item in enumerate(output_items(engine)):
             if item.get("label") is None:
                 raise ValueError("SegmentationReportWriter needs labels; use OverlayWriter for unlabelled inference.")
             extra = {self.text_key: item[self.text_key]} if isinstance(item.get(self.text_key), str) else None
@@ -149,3 +168,104 @@ class SegmentationReportWriter:
     def _write(self, engine: Engine) -> None:
         self.report.write(self.output_dir, overwrite=self.overwrite)
         logger.info("Segmentation report written to %s\n%s", self.output_dir, self.report.format_markdown())
+
+
+class CheckedCheckpointLoader:
+    """Load network weights at ``Events.STARTED`` with :func:`monai_ext.utils.io.load_state_dict_checked`.
+
+    Unlike MONAI's ``CheckpointLoader`` a checkpoint of another network, a file that is not a state dict, a pickle of
+    Python objects or a truncated download is refused with a :class:`~monai_ext.utils.io.CheckpointError` naming the
+    file and the problem (read with ``weights_only=True``; DDP's ``module.`` prefix is removed).
+
+    Args:
+        load_path: checkpoint file (a state dict, or a dict holding one under ``model``/``state_dict``/...).
+        network: the module to load into.
+        strict: refuse missing/unexpected keys.
+        expected_network: name a checkpoint's ``"network"`` entry must have (default: the network's class name).
+
+    Example::
+
+        CheckedCheckpointLoader("models/model.pt", network=net).attach(evaluator)
+    """
+
+    def __init__(
+        self,
+        load_path: str,
+        network: torch.nn.Module,
+        strict: bool = True,
+        expected_network: str | None = None,
+    ):
+        self.load_path = load_path
+        self.network = network
+        self.strict = strict
+        self.expected_network = expected_network
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine | None = None) -> None:
+        from monai_ext.utils.io import load_state_dict_checked
+
+        module = getattr(self.network, "module", self.network)  # DistributedDataParallel
+        expected = self.expected_network or type(module).__name__
+        load_state_dict_checked(module, self.load_path, strict=self.strict, expected_network=expected)
+        logger.info("Loaded weights from %s into %s", self.load_path, expected)
+
+
+class FailureReport:
+    """Write ``<output_dir>/failures.json`` and log a summary of the items a
+    :class:`monai_ext.data.SkipFailedDataset` skipped, when the engine completes (also when nothing failed, so a
+    finished run always says so).
+
+    Args:
+        dataset: the :class:`~monai_ext.data.SkipFailedDataset` the engine iterates.
+        output_dir: where ``failures.json`` goes.
+        overwrite: replace an existing ``failures.json``.
+        raise_on_failure: after writing, raise ``RuntimeError`` when anything failed (a non-zero exit for scripts).
+
+    Example::
+
+        FailureReport(dataset, output_dir="predictions").attach(evaluator)
+    """
+
+    def __init__(self, dataset: Any, output_dir: str, overwrite: bool = False, raise_on_failure: bool = False):
+        self.dataset = dataset
+        self.output_dir = output_dir
+        self.overwrite = overwrite
+        self.raise_on_failure = raise_on_failure
+        self.failures: list[dict] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._start)
+        engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _start(self, engine: Engine) -> None:
+        path = os.path.join(self.output_dir, "failures.json")
+        if not self.overwrite and os.path.lexists(path):
+            raise FileExistsError(f"Output '{path}' already exists; set overwrite=True to replace it")
+        self.dataset.reset()
+
+    def _write(self, engine: Engine) -> None:
+        from monai_ext.utils.io import atomic_write_json
+
+        self.failures = self.dataset.all_failures()
+        processed = engine.state.iteration * (engine.state.batch_size if hasattr(engine.state, "batch_size") else 1)
+        atomic_write_json(
+            os.path.join(self.output_dir, "failures.json"),
+            {"num_failed": len(self.failures), "failures": self.failures},
+            overwrite=self.overwrite,
+        )
+        if self.failures:
+            lines = "\n".join(f"  {f['item']}: {f['error']}: {f['message']}" for f in self.failures[:50])
+            more = f"\n  ... and {len(self.failures) - 50} more" if len(self.failures) > 50 else ""
+            logger.warning(
+                "%d item(s) failed and were skipped (details in %s):\n%s%s",
+                len(self.failures),
+                os.path.join(self.output_dir, "failures.json"),
+                lines,
+                more,
+            )
+        else:
+            logger.info("All items processed (%d iterations), no failure.", processed)
+        if self.failures and self.raise_on_failure:
+            raise RuntimeError(f"{len(self.failures)} item(s) failed; see {self.output_dir}/failures.json")

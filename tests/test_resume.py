@@ -1,0 +1,115 @@
+"""Resume: a TGC-Net bundle training killed with SIGKILL in the middle of an epoch, started again with
+``--resume True``, ends with exactly the weights and optimizer state of an uninterrupted run with the same seed (CPU).
+
+The kill is a real ``SIGKILL`` sent by the training process to itself at a fixed iteration (an extra config adds the
+handler), so the test does not depend on timing."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from monai_ext.data.synthetic import make_chest_xray_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
+CONFIGS = os.path.join(BUNDLE, "configs")
+EPOCHS, ITERS_PER_EPOCH = 3, 4  # 16 training images, batch 4
+
+
+def _run(tmp, data_dir, name, *extra_configs, resume=False):
+    configs = [os.path.join(CONFIGS, "train.json"), os.path.join(CONFIGS, "demo.json"), *extra_configs]
+    out = os.path.join(tmp, name)
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run",
+        "--config_file", json.dumps(configs),
+        "--bundle_root", BUNDLE,
+        "--dataset_dir", data_dir,
+        "--ckpt_dir", os.path.join(out, "models"),
+        "--log_dir", os.path.join(out, "runs"),
+        "--output_dir", os.path.join(out, "eval"),
+        "--max_epochs", str(EPOCHS),
+        "--batch_size", "4",
+        "--image_size", "64",
+        "--seed", "5",
+        "--resume", str(resume),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=240)
+    return proc, os.path.join(out, "models", "trainer", "trainer.pt")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("resume_data"))
+    make_chest_xray_dataset(root, n_train=16, n_val=4, n_test=2, image_size=64, seed=1)
+    return root
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, data_dir):
+    tmp = str(tmp_path)
+    full, full_ckpt = _run(tmp, data_dir, "full")
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    kill_at = ITERS_PER_EPOCH + 2  # in the middle of epoch 2
+    killer = os.path.join(tmp, "kill.json")
+    with open(killer, "w") as f:
+        json.dump(
+            {
+                "run": [
+                    "$@train#trainer.add_event_handler(ignite.engine.Events.ITERATION_COMPLETED(once="
+                    f"{kill_at}), lambda engine: os.kill(os.getpid(), 9))",
+                    "$@train#trainer.run()",
+                ]
+            },
+            f,
+        )
+    killed, ckpt = _run(tmp, data_dir, "resumed", killer)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert saved["trainer"]["epoch"] == 1 and saved["trainer"]["iteration"] == ITERS_PER_EPOCH
+    assert not [n for n in os.listdir(os.path.dirname(ckpt)) if n.endswith(".tmp")]  # no partial file left
+
+    resumed, ckpt = _run(tmp, data_dir, "resumed", resume=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resuming from" in resumed.stderr + resumed.stdout
+
+    a = torch.load(full_ckpt, map_location="cpu", weights_only=True)
+    b = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert a["trainer"]["epoch"] == b["trainer"]["epoch"] == EPOCHS
+    assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == EPOCHS * ITERS_PER_EPOCH
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0, msg=key)
+    for state_a, state_b in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        for key in state_a:
+            torch.testing.assert_close(state_a[key], state_b[key], rtol=0, atol=0)
+
+
+def test_resume_without_checkpoint_starts_from_scratch_and_bad_checkpoint_is_refused(tmp_path):
+    from ignite.engine import Engine
+
+    from monai_ext.engines import TrainerCheckpoint
+    from monai_ext.utils.io import CheckpointError
+
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    handler = TrainerCheckpoint(str(tmp_path), {"model": net, "optimizer": opt}, resume=True)
+    engine = Engine(lambda e, b: None)
+    handler.attach(engine)
+    engine.run([0, 1], max_epochs=2)
+    assert handler.resumed_from is None and os.path.isfile(handler.path)
+
+    engine = Engine(lambda e, b: None)
+    handler.attach(engine)
+    engine.run([0, 1], max_epochs=3)
+    assert handler.resumed_from == 2 and engine.state.epoch == 3 and engine.state.iteration == 6
+
+    other = TrainerCheckpoint(str(tmp_path), {"model": torch.nn.Linear(3, 1)}, resume=True)
+    engine = Engine(lambda e, b: None)
+    other.attach(engine)
+    with pytest.raises(CheckpointError, match=r"trainer.pt.*'model' does not fit"):
+        engine.run([0, 1], max_epochs=3)
