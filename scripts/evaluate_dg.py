@@ -62,6 +62,7 @@ def main(
     label_map: str | None = None,
     target_key: str = "all",
     seed: int = 0,
+    data_seed: int = 0,
     overrides: dict | None = None,
     subprocess: bool = False,
     overwrite: bool = False,
@@ -84,7 +85,8 @@ def main(
         label_map: how label files encode classes: "index" (0,1,2[,3]; default), "refuge" (255 bg, 128 disc rim,
             0 cup) or "mscmrseg" (500 LV, 200 MYO, 600 RV).
         target_key: datalist key of the target-domain images to test on; "all" tests on whole domains.
-        seed: random seed of training (and of the demo data).
+        seed: random seed of training.
+        data_seed: random seed of the synthetic demo data.
         overrides: further bundle config overrides, e.g. ``"{'freeze_clip': 'partial', 'tune_last_blocks': 2}"``.
         subprocess: run every step as ``python -m monai.bundle run`` in a subprocess instead of in-process.
         overwrite: delete an existing non-empty ``output_dir`` first.
@@ -104,7 +106,7 @@ def main(
     print(f"[DG] preparing {task} domains ...", flush=True)
     if data_root is None:
         domains = dg.make_demo_data(
-            task, os.path.join(output_dir, "data", task), n_per_domain=n_per_domain, image_size=image_size, seed=seed
+            task, os.path.join(output_dir, "data", task), n_per_domain=n_per_domain, image_size=image_size, seed=data_seed
         )
     elif task == "fundus":
         domains = dg.prepare_fundus_domains(data_root, os.path.join(output_dir, "data"))
