@@ -38,6 +38,18 @@ def _as_text_list(text, allow_empty: bool, where: str) -> tuple[list[str], bool]
     return list(texts), single
 
 
+def _item_source(d: Mapping) -> str:
+    """The image (file) a dictionary item stands for, for error messages."""
+    for key in ("name", "image"):
+        value = d.get(key)
+        meta = getattr(value, "meta", None)
+        if isinstance(meta, Mapping) and meta.get("filename_or_obj"):
+            return f"'{meta['filename_or_obj']}'"
+        if isinstance(value, (str, os.PathLike)):
+            return f"'{os.fspath(value)}'"
+    return "the item"
+
+
 def _output_keys(keys: Sequence[Hashable], output_key, suffix: str) -> list[Hashable]:
     if output_key is None:
         return [f"{key}{suffix}" for key in keys]
@@ -127,7 +139,10 @@ class ClipTokenized(MapTransform):
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         for key, out in self.key_iterator(d, self.output_keys):
-            d[out] = self.tokenize(d[key])
+            try:
+                d[out] = self.tokenize(d[key])
+            except TextInputError as error:
+                raise TextInputError(f"Report '{key}' of {_item_source(d)}: {error}") from error
         return d
 
 

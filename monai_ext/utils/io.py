@@ -231,8 +231,11 @@ def safe_torch_load(path: PathLike, map_location: str | torch.device | None = "c
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(_describe_unpickling_error(path, e)) from e
-    except (RuntimeError, EOFError, KeyError, UnicodeDecodeError) as e:
-        # Truncated zip archives raise RuntimeError (miniz), short legacy files EOFError, text files KeyError.
+    except PermissionError:
+        raise
+    except (RuntimeError, EOFError, KeyError, UnicodeDecodeError, OSError) as e:
+        # Truncated zip archives raise RuntimeError (miniz) or OSError (newer torch), short legacy files EOFError, text
+        # files KeyError.
         raise CheckpointError(
             f"Checkpoint '{path}' is corrupt or truncated, or not a torch.save file ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else 'no detail'}). Re-download or re-save it."
@@ -350,6 +353,13 @@ def load_state_dict_checked(
             hint = (
                 f" The checkpoint's top-level parts ({_examples(_top_level(state_dict))}) share none with "
                 f"{network_name}'s ({_examples(_top_level(target))}): it was most likely saved from another network."
+            )
+        elif strict and missing and unexpected and len(missing) + len(unexpected) > len(target) // 4:
+            only_checkpoint = sorted(set(_top_level(unexpected)) - set(_top_level(target)))
+            only_network = sorted(set(_top_level(missing)) - set(_top_level(state_dict)))
+            hint = (
+                f" Parts only in the checkpoint ({_examples(only_checkpoint) or 'none'}) and only in {network_name} "
+                f"({_examples(only_network) or 'none'}): it was most likely saved from another network."
             )
         raise CheckpointError(f"{source} does not fit {network_name}: " + "; ".join(problems) + "." + hint)
     result = module.load_state_dict(state_dict, strict=strict)
