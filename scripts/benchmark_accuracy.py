@@ -108,7 +108,8 @@ def _markdown(results: dict) -> str:
     s = results["settings"]
     lines = [
         "# Accuracy on the report-referred chest X-ray demo", "",
-        f"{s['counts']} images of {s['image_size']} px, {s['max_epochs']} epochs, seeds {s['seeds']}, device "
+        f"{s['counts']['n_train']}/{s['counts']['n_val']}/{s['counts']['n_test']} train/validation/test images of "
+        f"{s['image_size']} px, {s['max_epochs']} epochs, seeds {s['seeds']}, device "
         f"{s['device']}, {s['date']}. Mean ± standard deviation over seeds. Dice, IoU and HD95 (pixels) are per-image "
         "means (LViT's convention); 'dataset Dice' accumulates all test pixels first (GuideDecoder / TGC-Net's "
         "convention).", "",
