@@ -1,0 +1,57 @@
+"""Streaming inference: the bundle's inference over a folder of 200 demo images with corrupt and empty files predicts
+every readable image, skips and reports the bad ones in failures.json (the batch is not stopped), and its memory does
+not grow with the number of images. Plus SkipFailedDataset with DataLoader workers."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+from torch.utils.data import DataLoader
+
+from monai_ext.data import SkipFailedDataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_inference_stream", os.path.join(REPO, "scripts", "benchmark_inference_stream.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stream_200_images_with_failures_bounded_memory(tmp_path):
+    figures = _benchmark().run(work_dir=str(tmp_path), n_images=200, image_size=64, n_corrupt=4)
+    assert figures["images"] == 201  # 200 + one empty file
+    assert figures["failed"] == 5 and figures["predicted"] == figures["masks_written"] == 196
+    assert "zz_empty.png" in figures["failed_files"]
+    with open(tmp_path / "predictions" / "failures.json") as f:
+        report = json.load(f)
+    assert report["num_failed"] == 5
+    for failure in report["failures"]:
+        assert failure["item"].endswith(".png") and failure["error"] == "ImageReadError"
+        assert os.path.basename(failure["item"]) in failure["message"]
+    first = figures["rss_samples_mib"][20]  # after 10 % of the items
+    assert figures["rss_end_mib"] - first < 60, figures  # flat: nothing accumulates per image
+
+
+def _square(item):
+    if item % 3 == 0:
+        raise ValueError(f"item {item} is bad")
+    return item * item
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_skip_failed_dataset_collects_failures(tmp_path, num_workers):
+    dataset = SkipFailedDataset(list(range(10)), transform=_square, failures_dir=str(tmp_path))
+    dataset.reset()
+    out = sorted(int(x) for batch in DataLoader(dataset, batch_size=2, num_workers=num_workers) for x in batch)
+    assert out == [i * i for i in range(10) if i % 3]
+    failures = dataset.all_failures()
+    assert [f["index"] for f in failures] == [0, 3, 6, 9]
+    assert failures[1] == {"index": 3, "item": "3", "error": "ValueError", "message": "item 3 is bad"}
+    dataset.reset()
+    assert dataset.all_failures() == []
