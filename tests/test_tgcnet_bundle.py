@@ -62,8 +62,10 @@ def test_evaluate_writes_report_and_overlays(trained):
     with open(os.path.join(trained["output_dir"], "report.json")) as f:
         report = json.load(f)
     assert report["num_images"] == 4
-    assert os.path.isfile(os.path.join(trained["output_dir"], "per_image.csv"))
-    assert len(glob.glob(os.path.join(trained["output_dir"], "overlays", "*.png"))) == 4
+    with open(os.path.join(trained["output_dir"], "per_image.csv")) as f:
+        assert "test_0000" in f.read()  # rows and overlays are named after the test images
+    overlays = sorted(os.path.basename(p) for p in glob.glob(os.path.join(trained["output_dir"], "overlays", "*.png")))
+    assert overlays == [f"test_{i:04d}.png" for i in range(4)]
 
 
 def test_inference_writes_masks_at_input_size(trained, tmp_path):
