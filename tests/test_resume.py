@@ -113,3 +113,40 @@ def test_resume_without_checkpoint_starts_from_scratch_and_bad_checkpoint_is_ref
     other.attach(engine)
     with pytest.raises(CheckpointError, match=r"trainer.pt.*'model' does not fit"):
         engine.run([0, 1], max_epochs=3)
+
+
+def test_epoch_seeder_makes_each_epoch_a_function_of_seed_and_epoch():
+    """Whatever ran before, epoch k draws the same shuffle order, augmentation and torch/numpy numbers."""
+    import numpy as np
+    from ignite.engine import Engine, Events
+    from monai.data import DataLoader
+    from monai.transforms import Compose, RandGaussianNoise
+
+    from monai_ext.engines import EpochSeeder
+
+    def run(start_epoch, warmup_draws):
+        transform = Compose([RandGaussianNoise(prob=1.0)])
+        loader = DataLoader(list(range(6)), batch_size=2, shuffle=True)
+        draws = {}
+
+        def step(engine, batch):
+            noise = transform(torch.zeros(1, 2))
+            draws.setdefault(engine.state.epoch, []).append(
+                (batch.tolist(), noise.flatten().tolist(), float(torch.rand(1)), float(np.random.rand()))
+            )
+
+        engine = Engine(step)
+        EpochSeeder(seed=3, transforms=transform, dataloader=loader).attach(engine)
+
+        @engine.on(Events.STARTED)
+        def _resume(e):
+            e.state.epoch, e.state.iteration = start_epoch, start_epoch * 3
+            for _ in range(warmup_draws):  # unrelated randomness before the resumed epoch
+                transform(torch.zeros(1, 2)), torch.rand(5), np.random.rand()
+
+        engine.run(loader, max_epochs=3)
+        return draws
+
+    full, resumed = run(0, 0), run(2, 7)
+    assert full[3] == resumed[3]
+    assert full[2] != full[3]
