@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import uuid
 from collections.abc import Hashable, Mapping
@@ -34,7 +35,9 @@ def atomic_image_writer(writer_cls: type) -> type:
             os.makedirs(directory, exist_ok=True)
             tmp = os.path.join(directory, f".{os.path.basename(filename)}.{uuid.uuid4().hex}.tmp{_suffix(filename)}")
             try:
-                result = super().write(tmp, verbose=verbose, **kwargs)
+                result = super().write(tmp, verbose=False, **kwargs)
+                if verbose:
+                    logging.getLogger(__name__).info("writing: %s", filename)
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())
                 os.replace(tmp, filename)
