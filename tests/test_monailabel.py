@@ -79,6 +79,7 @@ infer = BundleInferTask(bundle, {})
 out["infer_valid"] = infer.is_valid()
 out["labels"] = infer.labels
 out["dimension"] = infer.dimension
+out["config"] = {k: v for k, v in infer.config().items() if isinstance(v, (str, int, float, bool, list))}
 results = []
 for request in cfg["requests"]:
     logits = {}
@@ -188,7 +189,7 @@ def test_tgcnet_in_monailabel(monailabel_python, tmp_path):
     train = {**overrides, "batch_size": 2, "num_workers": 0}
     bundle = prepare_app_bundle(
         os.path.join(REPO, "bundles", "tgcnet"), str(tmp_path / "app"), name="tgcnet",
-        inference_overrides=overrides, train_overrides=train,
+        inference_overrides=overrides, train_overrides=train, copy_models=False,
     )  # fmt: skip
     prompt = json.loads(Path(bundle, "configs", "inference.json").read_text())["default_prompt"]
     image = str(studies / "case_000.png")
@@ -202,6 +203,7 @@ def test_tgcnet_in_monailabel(monailabel_python, tmp_path):
     print(f"\nTGC-Net: train {out['train_seconds']:.1f} s; infer {[round(r['seconds'], 2) for r in out['results']]} s")
     assert out["datalist_size"] == 6 and out["train_valid"] and out["model_written"] and out["infer_valid"]
     assert out["dimension"] == 2
+    assert out["config"]["text"] == prompt  # shown as an editable option by MONAI Label clients (displayable_configs)
     shape = list(np.asarray(Image.open(image)).shape)
     for result in out["results"]:
         assert result["mask_shape"] == shape, result
@@ -235,7 +237,7 @@ def test_vlsanet_in_monailabel(monailabel_python, tmp_path):
     torch.save(parser.get_parsed_content("network_def").state_dict(), tmp_path / "init.pt")
     bundle = prepare_app_bundle(
         os.path.join(REPO, "bundles", "vlsanet"), str(tmp_path / "app"), name="vlsanet",
-        checkpoint=str(tmp_path / "init.pt"), inference_overrides=overrides, train_overrides=train,
+        checkpoint=str(tmp_path / "init.pt"), inference_overrides=overrides, train_overrides=train, copy_models=False,
     )  # fmt: skip
     image = str(studies / "case_000.png")
     out = _drive(monailabel_python, tmp_path, bundle, "vlsanet", studies, image, [{}])
@@ -245,3 +247,23 @@ def test_vlsanet_in_monailabel(monailabel_python, tmp_path):
     result = out["results"][0]
     assert result["mask_shape"] == list(np.asarray(Image.open(image)).shape[:2]), result
     assert set(result["mask_values"]) <= {0, 1, 2}, result
+
+
+def test_prepare_app_bundle(tmp_path):
+    """The bundle lands in <app>/model/<name> with overrides (also nested ids) written into its two configs."""
+    ckpt = tmp_path / "w.pt"
+    torch.save({"a": torch.zeros(1)}, ckpt)
+    target = prepare_app_bundle(
+        os.path.join(REPO, "bundles", "vlsanet"), str(tmp_path / "app"), checkpoint=str(ckpt),
+        inference_overrides=os.path.join(REPO, "bundles", "vlsanet", "configs", "cardiac_inference.json"),
+        train_overrides={"max_epochs": 3, "train#dataloader#num_workers": 0},
+    )  # fmt: skip
+    assert target == str(tmp_path / "app" / "model" / "vlsanet")
+    assert os.path.isfile(os.path.join(target, "models", "model.pt"))
+    train = json.loads(Path(target, "configs", "train.json").read_text())
+    assert train["max_epochs"] == 3 and train["train"]["dataloader"]["num_workers"] == 0
+    cardiac = json.loads(Path(REPO, "bundles", "vlsanet", "configs", "cardiac_inference.json").read_text())
+    inference = json.loads(Path(target, "configs", "inference.json").read_text())
+    assert inference["preprocessing"]["transforms"][1] == cardiac["preprocessing#transforms#1"]
+    with pytest.raises(FileExistsError):
+        prepare_app_bundle(os.path.join(REPO, "bundles", "vlsanet"), str(tmp_path / "app"))

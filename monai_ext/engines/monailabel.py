@@ -138,6 +138,7 @@ def prepare_app_bundle(
     inference_overrides: Mapping[str, Any] | str | None = None,
     train_overrides: Mapping[str, Any] | str | None = None,
     overwrite: bool = False,
+    copy_models: bool = True,
 ) -> str:
     """Copy a bundle to ``<app_dir>/model/<name>``, where MONAI Label's ``monaibundle`` app finds local bundles.
 
@@ -150,6 +151,7 @@ def prepare_app_bundle(
         inference_overrides, train_overrides: config ids to set in ``configs/inference.json`` /
             ``configs/train.json`` (dict, or the path of a JSON file with one, e.g. ``configs/demo_inference.json``).
         overwrite: replace an existing ``<app_dir>/model/<name>``.
+        copy_models: copy the bundle's ``models/`` folder (weights trained in place); ``False`` starts without it.
 
     Returns:
         the bundle's folder in the app.
@@ -161,7 +163,8 @@ def prepare_app_bundle(
         if not overwrite:
             raise FileExistsError(f"{target} exists; pass overwrite=True to replace it.")
         shutil.rmtree(target)
-    shutil.copytree(bundle_dir, target, ignore=lambda d, names: [n for n in names if d == bundle_dir and n in _SKIP])
+    skip = _SKIP if copy_models else (*_SKIP, "models")
+    shutil.copytree(bundle_dir, target, ignore=lambda d, names: [n for n in names if d == bundle_dir and n in skip])
     for config, overrides in (("inference.json", inference_overrides), ("train.json", train_overrides)):
         if not overrides:
             continue
