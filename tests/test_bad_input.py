@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 
 import nibabel as nib
 import numpy as np
@@ -18,9 +19,8 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from monai_ext.data.synthetic import write_dicom_ct_slice
 from monai_ext.data import (
     BinarizeMaskd,
     CheckedLoadImaged,
@@ -56,18 +56,7 @@ def _truncate(path, keep=0.5):
 
 
 def _dicom(path):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID, generate_uid()
-    ds.Modality, ds.Rows, ds.Columns = "CT", 32, 32
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.PixelData = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-    return str(path)
+    return write_dicom_ct_slice(path, np.arange(32 * 32, dtype=np.uint16).reshape(32, 32), (0, 0, 0), 1)
 
 
 def _nifti(path, data):
@@ -277,5 +266,3 @@ def test_bad_input(tmp_path, caplog, case, error, problem, check):
     elif check == "records":
         assert [r["name"] for r in result] == ["a", "b"] and result[0]["text"] == "Left lung."
 
-
-import re  # noqa: E402  (used in the test body above)

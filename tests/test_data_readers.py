@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from monai.transforms import LoadImage
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
+from monai_ext.data.synthetic import write_dicom_ct_slice
 from monai_ext.data import (
     CheckedLoadImage,
     CheckedLoadImaged,
@@ -20,36 +20,6 @@ from monai_ext.data import (
     PydicomSeriesReader,
     ShapeMismatchError,
 )
-
-
-def write_dicom_slice(
-    path,
-    pixels,
-    position,
-    instance,
-    series_uid,
-    orientation=(1, 0, 0, 0, 1, 0),
-    spacing=(0.5, 0.8),
-    slope=1.0,
-    intercept=0.0,
-):
-    """Minimal single-frame CT slice; ``pixels`` is (rows, columns) uint16."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.SeriesInstanceUID, ds.InstanceNumber = "CT", series_uid, instance
-    ds.ImagePositionPatient = [float(v) for v in position]
-    ds.ImageOrientationPatient = [float(v) for v in orientation]
-    ds.PixelSpacing = [float(v) for v in spacing]
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
 
 
 def write_dicom_series(
@@ -77,7 +47,7 @@ def write_dicom_series(
     for k in range(num_slices):
         position = np.asarray(origin) + np.array([0.0, 0.0, slice_gap * k])
         file_name = os.path.join(folder, f"file_{(k * 7) % num_slices:03d}_{k}.dcm")
-        write_dicom_slice(file_name, raw[:, :, k], position, instances[k], uid, slope=slope, intercept=intercept)
+        write_dicom_ct_slice(file_name, raw[:, :, k], position, instances[k], uid, slope=slope, intercept=intercept)
     affine = np.eye(4)
     affine[:3, 0] = [0.8, 0, 0]  # along a row (next column): row direction x column spacing
     affine[:3, 1] = [0, 0.5, 0]
@@ -113,7 +83,7 @@ def test_corrupt_files_give_clear_errors(tmp_path):
     nib.save(volume, nii_gz)
     nib.save(volume, nii)
     dcm = str(tmp_path / "slice.dcm")
-    write_dicom_slice(dcm, rng.integers(0, 1000, (32, 32), dtype=np.uint16), (0, 0, 0), 1, generate_uid())
+    write_dicom_ct_slice(dcm, rng.integers(0, 1000, (32, 32), dtype=np.uint16), (0, 0, 0), 1, generate_uid())
     loader = CheckedLoadImage()
     for path in (png, nii_gz, nii, dcm):
         loader(path)  # intact files load
@@ -182,14 +152,14 @@ def test_dicom_single_file_and_bad_series(tmp_path):
     assert image.affine.shape == (4, 4)
 
     write_dicom_series(tmp_path / "mixed", num_slices=2, seed=1)
-    write_dicom_slice(tmp_path / "mixed" / "other.dcm", np.zeros((5, 6)), (0, 0, 99), 1, generate_uid())
+    write_dicom_ct_slice(tmp_path / "mixed" / "other.dcm", np.zeros((5, 6)), (0, 0, 99), 1, generate_uid())
     with pytest.raises(ImageReadError, match="2 DICOM series"):
         CheckedLoadImage()(str(tmp_path / "mixed"))
 
     os.makedirs(tmp_path / "dup")
     uid = generate_uid()
     for i in range(2):
-        write_dicom_slice(tmp_path / "dup" / f"{i}.dcm", np.zeros((5, 6)), (0, 0, 5), i + 1, uid)
+        write_dicom_ct_slice(tmp_path / "dup" / f"{i}.dcm", np.zeros((5, 6)), (0, 0, 5), i + 1, uid)
     with pytest.raises(ImageReadError, match="same position"):
         CheckedLoadImage()(str(tmp_path / "dup"))
 

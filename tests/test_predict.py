@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
+from monai_ext.data.synthetic import write_dicom_ct_slice
 from monai_ext.data import PydicomSeriesReader
 from monai_ext.engines.predict import BundlePredictor, bundle_parser, predict_csv
 from monai_ext.utils.io import CheckpointError, atomic_save
@@ -24,26 +24,6 @@ BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
 DEMO = ["configs/demo_inference.json"]
 CT = DEMO + ["configs/inference_ct.json"]
 REPORT = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
-
-
-def write_dicom_slice(path, pixels, position, series_uid, instance, spacing=(0.7, 0.9)):
-    """Minimal CT slice; ``pixels`` is (rows, columns) uint16, HU = pixels - 1024."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.SeriesInstanceUID, ds.InstanceNumber = "CT", series_uid, instance
-    ds.ImagePositionPatient = [float(v) for v in position]
-    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    ds.PixelSpacing = [float(v) for v in spacing]
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
-    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint16).tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +107,9 @@ def test_dicom_series_and_file_give_nifti_in_dicom_geometry(ct_predictor, predic
     uid = generate_uid()
     for k in range(3):
         pixels = rng.integers(0, 2000, (36, 44), dtype=np.uint16)  # 36 rows, 44 columns
-        write_dicom_slice(folder / f"s{2 - k}.dcm", pixels, (-50.0, 20.0, 100.0 + 3.0 * k), uid, instance=k + 1)
+        write_dicom_ct_slice(
+            folder / f"s{2 - k}.dcm", pixels, (-50.0, 20.0, 100.0 + 3.0 * k), k + 1, uid, spacing=(0.7, 0.9), intercept=-1024.0
+        )
     expected_affine = PydicomSeriesReader().get_data(PydicomSeriesReader().read(str(folder)))[1]["affine"]
     result = ct_predictor.predict_file(str(folder), "Consolidation in the right lower lobe.", str(tmp_path / "out"))
     assert os.path.basename(result.mask_path) == "series_0001_mask.nii.gz"

@@ -28,9 +28,11 @@ from .chest_xray import (
     parse_report_zones,
     render_chest_xray,
 )
+from .dicom import write_dicom_ct_slice
 from .fundus import FUNDUS_DOMAINS, FUNDUS_LABELS, FundusDomain, make_fundus_dataset, render_fundus
 
 __all__ = [
+    "write_dicom_ct_slice",
     "MARKER_FILE",
     "sample_rng",
     "LUNG_ZONES",
