@@ -17,7 +17,6 @@ CLIP weights are random (timing does not depend on them), so nothing is download
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource

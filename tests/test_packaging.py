@@ -14,7 +14,6 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from monai_ext.engines.predict import bundle_parser

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
-from monai_ext.networks.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
+from monai_ext.networks.clip import create_clip, get_clip_tokenizer
 from monai_ext.networks.utils import count_parameters
 
 __all__ = ["TGCNet"]
