@@ -17,7 +17,9 @@ def bundle_run_command(
 ) -> list[str]:
     """Command line for ``python -m monai.bundle run`` merging ``configs`` (names under ``<bundle_dir>/configs``).
 
-    Override values are passed as JSON literals (strings as they are, so ``$`` expressions still work).
+    Override values other than strings are passed as Python literals (``repr``), which the command line (``fire``)
+    reads back as the same value: ``False`` stays a boolean (JSON's ``false`` would arrive as the truthy string
+    "false"); ``None`` becomes the expression ``$None``. Strings are passed as they are, so ``$`` expressions work.
 
     Example::
 
@@ -34,7 +36,9 @@ def bundle_run_command(
         command += ["--logging_file", logging_conf]
     command += ["--bundle_root", os.path.abspath(bundle_dir)]
     for key, value in (overrides or {}).items():
-        command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        if value is None:
+            value = "$None"  # `monai.bundle run` ignores arguments whose value is None
+        command += [f"--{key}", value if isinstance(value, str) else repr(value)]
     return command
 
 

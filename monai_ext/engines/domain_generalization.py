@@ -466,9 +466,7 @@ def _run_workflow(config_files: Sequence[str], workflow_type: str, overrides: Ma
 def _run_subprocess(bundle_dir: str, config_files: Sequence[str], overrides: Mapping[str, Any]) -> None:
     from monai_ext.engines.bundle_runner import run_bundle
 
-    # The command line goes through fire, which reads "false"/"null" as strings: pass those as config expressions.
-    encoded = {k: f"${v!r}" if isinstance(v, bool) or v is None else v for k, v in overrides.items()}
-    run_bundle(bundle_dir, [os.path.basename(f) for f in config_files], encoded)
+    run_bundle(bundle_dir, [os.path.basename(f) for f in config_files], overrides)
 
 
 def run_domain_generalization(
