@@ -15,19 +15,24 @@ import torch
 from monai_ext.data.synthetic import make_chest_xray_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
-CONFIGS = os.path.join(BUNDLE, "configs")
-EPOCHS, ITERS_PER_EPOCH = 3, 4  # 16 training images, batch 4
+EPOCHS = 3
+# Per bundle: extra command-line overrides; VLSA-Net's demo config generates its fundus data on first use.
+BUNDLE_ARGS = {
+    "tgcnet": [],
+    "vlsanet": ["--demo_counts", "{'n_per_domain': 12, 'image_size': 64}", "--num_bases", "8"],
+}
 
 
-def _run(tmp, data_dir, name, *extra_configs, resume=False):
-    configs = [os.path.join(CONFIGS, "train.json"), os.path.join(CONFIGS, "demo.json"), *extra_configs]
+def _run(tmp, data_dir, name, *extra_configs, resume=False, bundle="tgcnet"):
+    bundle_dir = os.path.join(REPO, "bundles", bundle)
+    configs = [os.path.join(bundle_dir, "configs", n) for n in ("train.json", "demo.json")] + list(extra_configs)
     out = os.path.join(tmp, name)
     cmd = [
         sys.executable, "-m", "monai.bundle", "run",
         "--config_file", json.dumps(configs),
-        "--bundle_root", BUNDLE,
+        "--bundle_root", bundle_dir,
         "--dataset_dir", data_dir,
+        *BUNDLE_ARGS[bundle],
         "--ckpt_dir", os.path.join(out, "models"),
         "--log_dir", os.path.join(out, "runs"),
         "--output_dir", os.path.join(out, "eval"),
@@ -43,18 +48,23 @@ def _run(tmp, data_dir, name, *extra_configs, resume=False):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
+def chest_data_dir(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("resume_data"))
     make_chest_xray_dataset(root, n_train=16, n_val=4, n_test=2, image_size=64, seed=1)
     return root
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path, data_dir):
+@pytest.mark.parametrize("bundle", ["tgcnet", "vlsanet"])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, chest_data_dir, bundle):
+    """VLSA-Net's case also covers the EM bases, a buffer updated by moving average in training."""
     tmp = str(tmp_path)
-    full, full_ckpt = _run(tmp, data_dir, "full")
+    data_dir = chest_data_dir if bundle == "tgcnet" else os.path.join(tmp, "fundus")
+    full, full_ckpt = _run(tmp, data_dir, "full", bundle=bundle)
     assert full.returncode == 0, full.stderr[-3000:]
+    iters_per_epoch = torch.load(full_ckpt, map_location="cpu", weights_only=True)["trainer"]["iteration"] // EPOCHS
+    assert iters_per_epoch >= 2
 
-    kill_at = ITERS_PER_EPOCH + 2  # in the middle of epoch 2
+    kill_at = iters_per_epoch + 1  # in the middle of epoch 2
     killer = os.path.join(tmp, "kill.json")
     with open(killer, "w") as f:
         json.dump(
@@ -67,21 +77,23 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, data_dir):
             },
             f,
         )
-    killed, ckpt = _run(tmp, data_dir, "resumed", killer)
+    killed, ckpt = _run(tmp, data_dir, "resumed", killer, bundle=bundle)
     assert killed.returncode == -9, killed.stderr[-3000:]
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-    assert saved["trainer"]["epoch"] == 1 and saved["trainer"]["iteration"] == ITERS_PER_EPOCH
+    assert saved["trainer"]["epoch"] == 1 and saved["trainer"]["iteration"] == iters_per_epoch
     assert not [n for n in os.listdir(os.path.dirname(ckpt)) if n.endswith(".tmp")]  # no partial file left
 
-    resumed, ckpt = _run(tmp, data_dir, "resumed", resume=True)
+    resumed, ckpt = _run(tmp, data_dir, "resumed", resume=True, bundle=bundle)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stderr + resumed.stdout
 
     a = torch.load(full_ckpt, map_location="cpu", weights_only=True)
     b = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert a["trainer"]["epoch"] == b["trainer"]["epoch"] == EPOCHS
-    assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == EPOCHS * ITERS_PER_EPOCH
+    assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == EPOCHS * iters_per_epoch
     assert a["model"].keys() == b["model"].keys()
+    if bundle == "vlsanet":
+        assert any("bases" in key for key in a["model"])
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0, msg=key)
     for state_a, state_b in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
