@@ -8,11 +8,14 @@ code runs in a subprocess with that venv's Python; its results come back as JSON
 cannot reach the package index; any other install failure fails it.
 """
 
+import fcntl
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +32,8 @@ MONAILABEL = "monailabel==0.8.5"
 # what BundleInferTask, BundleTrainTask and LocalDatastore import beyond this environment (found by importing them)
 EXTRA_PACKAGES = ["expiring_dict", "pynrrd", "scikit-image", "shapely", "watchdog"]
 NETWORK_ERRORS = (
+    "connection error",
+    "Could not fetch URL",
     "NewConnectionError",
     "Failed to establish a new connection",
     "Temporary failure in name resolution",
@@ -105,10 +110,36 @@ with open(cfg["output"], "w") as f:
 '''
 
 
-def _pip_failed(log: str, what: str):
+def _pip_failed(python: Path, log: str, what: str, env):
+    """Skip when pip could not reach the package index, fail otherwise. pip's quiet output hides the connection
+    errors when it does not retry, so a verbose ``pip download`` of MONAI Label tells."""
+    if not any(s in log for s in NETWORK_ERRORS):
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = subprocess.run(
+                [str(python), "-m", "pip", "download", "-vvv", "--no-deps", "-d", tmp, MONAILABEL],
+                capture_output=True, text=True, env=env,
+            )  # fmt: skip
+        if probe.returncode == 0:  # the index answers: the failure is not about reaching it
+            pytest.fail(f"installing {what} failed:\n{log[-4000:]}")
+        log += probe.stdout + probe.stderr
     if any(s in log for s in NETWORK_ERRORS):
-        pytest.skip(f"pip cannot reach the package index to install {what}:\n{log[-2000:]}")
+        pytest.skip(f"pip cannot reach the package index to install {what}: " + next(
+            line for line in log.splitlines() if any(s in line for s in NETWORK_ERRORS)
+        ))  # fmt: skip
     pytest.fail(f"installing {what} failed:\n{log[-4000:]}")
+
+
+def _link_this_environment(python: Path):
+    """Make the venv see this interpreter's packages (also when pytest itself runs in a venv, whose packages
+    ``--system-site-packages`` would not reach): a .pth that adds our site folders, .pth files (editable installs)
+    included, after the venv's own."""
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    dirs = [d for d in [*site.getsitepackages(), site.getusersitepackages()] if os.path.isdir(d)]
+    line = "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs) + "\n"
+    Path(purelib, "_monai_textseg_parent_env.pth").write_text(line)
 
 
 @pytest.fixture(scope="session")
@@ -117,25 +148,34 @@ def monailabel_python():
     venv = Path(os.environ.get("MONAI_TEXTSEG_MONAILABEL_VENV", Path.home() / ".cache" / "monai-textseg" / "monailabel-venv"))
     python = venv / "bin" / "python"
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    if python.exists() and subprocess.run([str(python), "-c", IMPORT_CHECK], capture_output=True, env=env).returncode == 0:
-        return str(python)
-    start = time.time()
-    shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    # monailabel itself without its pins (they would replace this environment's torch/MONAI); then what it imports
-    for args, what in (
-        (["--no-deps", MONAILABEL], MONAILABEL),
-        (EXTRA_PACKAGES, " ".join(EXTRA_PACKAGES)),
-    ):
-        proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            _pip_failed(proc.stdout + proc.stderr, what)
-    check = subprocess.run([str(python), "-c", IMPORT_CHECK], capture_output=True, text=True, env=env)
-    assert check.returncode == 0, f"MONAI Label installed in {venv} but does not import:\n{check.stderr[-4000:]}"
-    print(f"\nMONAI Label venv installed in {time.time() - start:.1f} s: {venv}")
-    return str(python)
+    with open(f"{venv}.lock", "w") as lock:  # one session builds it, concurrent ones wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if python.exists():
+            _link_this_environment(python)
+            if subprocess.run([str(python), "-c", IMPORT_CHECK], capture_output=True, env=env).returncode == 0:
+                return str(python)
+        start = time.time()
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+        _link_this_environment(python)
+        # monailabel itself without its pins (they would replace this environment's torch/MONAI/pydicom), then what
+        # the two tasks and LocalDatastore import
+        for args, what in (
+            (["--no-deps", MONAILABEL], MONAILABEL),
+            (EXTRA_PACKAGES, " ".join(EXTRA_PACKAGES)),
+        ):
+            proc = subprocess.run([str(python), "-m", "pip", "install", "--progress-bar", "off", *args], capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                log = proc.stdout + proc.stderr
+                try:
+                    _pip_failed(python, log, what, env)
+                finally:
+                    shutil.rmtree(venv, ignore_errors=True)
+        check = subprocess.run([str(python), "-c", IMPORT_CHECK], capture_output=True, text=True, env=env)
+        assert check.returncode == 0, f"MONAI Label installed in {venv} but does not import:\n{check.stderr[-4000:]}"
+        print(f"\nMONAI Label venv installed in {time.time() - start:.1f} s: {venv}")
+        return str(python)
 
 
 def _studies(root: Path, pairs):
