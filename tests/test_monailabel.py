@@ -92,7 +92,8 @@ for request in cfg["requests"]:
         logits["pred"] = torch.as_tensor(data["pred"]).detach().float().cpu().clone()
         return data
     start = time.time()
-    label_file, params = infer({"image": cfg["image"], "device": "cpu", **request}, callbacks={CallBackTypes.INFERER: keep})
+    request = {"image": cfg["image"], "device": "cpu", **request}
+    label_file, params = infer(request, callbacks={CallBackTypes.INFERER: keep})
     mask = np.asarray(Image.open(label_file)) if label_file.endswith(".png") else None
     results.append({
         "request": request,
@@ -145,7 +146,8 @@ def _link_this_environment(python: Path):
 @pytest.fixture(scope="session")
 def monailabel_python():
     """Python of a cached venv with MONAI Label; creates it on first use and reports the install time."""
-    venv = Path(os.environ.get("MONAI_TEXTSEG_MONAILABEL_VENV", Path.home() / ".cache" / "monai-textseg" / "monailabel-venv"))
+    default = Path.home() / ".cache" / "monai-textseg" / "monailabel-venv"
+    venv = Path(os.environ.get("MONAI_TEXTSEG_MONAILABEL_VENV", default))
     python = venv / "bin" / "python"
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +167,8 @@ def monailabel_python():
             (["--no-deps", MONAILABEL], MONAILABEL),
             (EXTRA_PACKAGES, " ".join(EXTRA_PACKAGES)),
         ):
-            proc = subprocess.run([str(python), "-m", "pip", "install", "--progress-bar", "off", *args], capture_output=True, text=True, env=env)
+            command = [str(python), "-m", "pip", "install", "--progress-bar", "off", *args]
+            proc = subprocess.run(command, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 log = proc.stdout + proc.stderr
                 try:
@@ -190,9 +193,11 @@ def _studies(root: Path, pairs):
 
 def _drive(python, root: Path, bundle: str, name: str, studies: Path, image: str, requests):
     output = root / f"{name}_result.json"
-    cfg = {"bundle": bundle, "studies": str(studies), "name": name, "image": image, "requests": requests, "output": str(output)}
+    cfg = {"bundle": bundle, "studies": str(studies), "name": name, "image": image, "requests": requests}
+    cfg["output"] = str(output)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONPATH": REPO}
-    proc = subprocess.run([python, "-c", DRIVER, json.dumps(cfg)], capture_output=True, text=True, env=env, cwd=str(root), timeout=600)
+    command = [python, "-c", DRIVER, json.dumps(cfg)]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=str(root), timeout=600)
     assert proc.returncode == 0, f"MONAI Label driver failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return json.loads(output.read_text())
 
