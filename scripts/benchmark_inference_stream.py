@@ -77,7 +77,7 @@ def run(
     max_overlays: int = 0,
     json_out: str | None = None,
 ) -> dict:
-    """Run the benchmark; prints and returns the figures (also written to ``json_out`` when given)."""
+    """Run the benchmark; returns the figures (printed as JSON on the command line, written to ``json_out`` if given)."""
     from ignite.engine import Events
     from monai.bundle import ConfigWorkflow
 
@@ -129,24 +129,11 @@ def run(
         "rss_end_mib": round(current_rss_mb(), 1),
         "peak_rss_mib": round(peak_rss_mb(), 1),
     }
-    print(json.dumps(figures, indent=2))
     if json_out:
         with open(json_out, "w", encoding="utf-8") as f:
             json.dump(figures, f, indent=2)
     return figures
 
 
-def main(
-    work_dir: str = "/tmp/monai_ext_stream_bench",
-    n_images: int = 2000,
-    image_size: int = 64,
-    n_corrupt: int = 5,
-    max_overlays: int = 0,
-    json_out: str | None = None,
-) -> None:
-    """Command line entry: same arguments as :func:`run` (the figures are printed once)."""
-    run(work_dir, n_images, image_size, n_corrupt, max_overlays, json_out)
-
-
 if __name__ == "__main__":
-    fire.Fire(main)
+    fire.Fire(run, serialize=lambda figures: json.dumps(figures, indent=2))
