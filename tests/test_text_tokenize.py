@@ -113,3 +113,20 @@ def test_hf_tokenize_missing_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty"):
         HFTokenize(tmp_path / "empty", context_length=8)
+
+
+def test_clip_tokenize_encodes_each_distinct_text_once_and_pickles_without_its_cache():
+    import pickle
+
+    tokenize = ClipTokenize(TINY_CLIP_NAME)
+    calls = []
+    real = tokenize._tokenizer()
+    tokenize._loaded_tokenizer = lambda texts, **kw: (calls.append(list(texts)), real(texts, **kw))[1]
+    first = tokenize(["Left lung.", "Right lung.", "Left lung."])
+    first[0].fill_(7)  # callers may modify what they get: the cache must not change
+    second = tokenize("Left lung.")
+    assert calls == [["Left lung."], ["Right lung."]]
+    torch.testing.assert_close(second, real(["Left lung."])[0].long())
+    restored = pickle.loads(pickle.dumps(ClipTokenize(TINY_CLIP_NAME)))
+    assert restored._cache == {} and restored._loaded_tokenizer is None
+    torch.testing.assert_close(restored("Right lung."), real(["Right lung."])[0].long())

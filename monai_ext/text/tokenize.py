@@ -76,37 +76,53 @@ class ClipTokenize(Transform):
         tokens = ClipTokenize("ViT-B-16")("Bilateral pulmonary infection, lower lungs.")  # [77]
     """
 
+    # Reports repeat every epoch: each distinct text is tokenized once per process (BPE costs milliseconds per text).
+    max_cached_texts = 65536
+
     def __init__(self, model_name: str = "ViT-B-16", context_length: int | None = None, allow_empty: bool = False):
         self.model_name = model_name
         self.allow_empty = allow_empty
+        self._loaded_tokenizer = None
+        self._cache: dict[str, torch.Tensor] = {}
         self.context_length = context_length or getattr(self._tokenizer(), "context_length", None) or 77
 
     def _tokenizer(self):
-        # Imported here: monai_ext.networks imports the encoders, which import this package.
-        from monai_ext.networks.clip import get_clip_tokenizer
+        if self._loaded_tokenizer is None:
+            # Imported here: monai_ext.networks imports the encoders, which import this package.
+            from monai_ext.networks.clip import get_clip_tokenizer
 
-        return get_clip_tokenizer(self.model_name)
+            self._loaded_tokenizer = get_clip_tokenizer(self.model_name)
+        return self._loaded_tokenizer
 
-    def _count_tokens(self, tokenizer, text: str) -> int | None:
+    def __getstate__(self) -> dict:
+        # DataLoader workers receive the transform pickled: they rebuild the tokenizer and their own cache.
+        return {**self.__dict__, "_loaded_tokenizer": None, "_cache": {}}
+
+    def _tokenize_one(self, tokenizer, text: str) -> torch.Tensor:
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        row = tokenizer([text], context_length=self.context_length).long()[0]
         encode = getattr(tokenizer, "encode", None)
-        return len(encode(text)) + 2 if callable(encode) else None  # + start/end-of-text
+        count = len(encode(text)) + 2 if callable(encode) else None  # + start/end-of-text
+        if count is not None and count > self.context_length:
+            logger.warning(
+                "Text truncated to %d tokens: %d tokens dropped from %r.",
+                self.context_length,
+                count - self.context_length,
+                text[:80] + ("..." if len(text) > 80 else ""),
+            )
+        if len(self._cache) < self.max_cached_texts:
+            self._cache[text] = row
+        return row
 
     def __call__(self, text: str | Sequence[str]) -> torch.Tensor:
         texts, single = _as_text_list(text, self.allow_empty, f"ClipTokenize({self.model_name})")
         tokenizer = self._tokenizer()
-        non_empty = [i for i, t in enumerate(texts) if t]
         tokens = torch.zeros(len(texts), self.context_length, dtype=torch.long)
-        if non_empty:
-            tokens[non_empty] = tokenizer([texts[i] for i in non_empty], context_length=self.context_length).long()
-        for i in non_empty:
-            count = self._count_tokens(tokenizer, texts[i])
-            if count is not None and count > self.context_length:
-                logger.warning(
-                    "Text truncated to %d tokens: %d tokens dropped from %r.",
-                    self.context_length,
-                    count - self.context_length,
-                    texts[i][:80] + ("..." if len(texts[i]) > 80 else ""),
-                )
+        for i, t in enumerate(texts):
+            if t:
+                tokens[i] = self._tokenize_one(tokenizer, t)
         return tokens[0] if single else tokens
 
 
