@@ -98,11 +98,27 @@ def test_text_encoder_encodes_each_report_once(clip, tokenize):
     reports = ["Infection in the left lung.", "No infection.", "Infection in the left lung."]
     first = encoder(tokenize(reports))
     second = encoder(tokenize(reports[::-1]))
-    assert calls == [2]  # one batch of the two distinct reports, nothing on the second call
+    assert calls == [1, 1]  # the two distinct reports, one at a time; nothing on the second call
     assert encoder.cache.misses == 2 and encoder.cache.hits == 4
     for a, b in zip(first[:3], second[:3]):
         assert torch.equal(a, b.flip(0))
     assert not any("cache" in key for key in encoder.state_dict())
+
+
+def test_cached_embedding_does_not_depend_on_the_batch_that_first_met_it(clip, tokenize):
+    """A resumed training starts with a cold cache and meets its reports in other batches than the first run did."""
+    reports = [f"Infection in {n} areas of the {side} lung." for n in ("two", "three") for side in ("left", "right")]
+    reports.append("Bilateral pulmonary infection.")
+    warm = ClipTextEncoder(clip)
+    warm(tokenize(reports[:2]))  # small batches: where this machine's kernels were seen to round differently
+    warm(tokenize(reports[2:]))
+    for index in range(len(reports)):
+        cold = ClipTextEncoder(clip)
+        alone = cold(tokenize(reports[index : index + 1]))
+        cached = warm(tokenize(reports[index : index + 1]))
+        assert warm.cache.misses == len(reports)  # served from the cache filled by the batches of two and three
+        for a, b in zip(alone, cached):
+            assert torch.equal(a, b), reports[index]
 
 
 def test_loading_new_weights_drops_cached_embeddings(tokenize):

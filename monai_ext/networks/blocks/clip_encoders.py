@@ -150,6 +150,9 @@ class ClipTextEncoder(nn.Module):
         frozen: keep text weights fixed (``requires_grad=False``, no autograd graph).
         cache: when frozen, encode each distinct token sequence once (a :class:`TextEmbeddingCache`, not part of the
             state dict; keyed by device, autocast dtype and inference mode, and cleared when the module is moved or cast).
+            Missing sequences are encoded one at a time: CPU matrix kernels can round differently for different batch
+            sizes, and a cached embedding must not depend on which batch first met its text, or a resumed training
+            (cold cache) would drift from an uninterrupted one. The cost is one pass over the distinct texts.
 
     Inputs:
         tokens: LongTensor ``[B, L]`` from the model's tokenizer (0 = padding).
@@ -235,6 +238,10 @@ class ClipTextEncoder(nn.Module):
         pooled = text_global_pool(projected, tokens, self.pool_type, eos_token_id=self.eos_id)
         return x, projected, pooled
 
+    def _encode_one_by_one(self, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rows = [self._encode(row.unsqueeze(0)) for row in tokens]
+        return tuple(torch.cat(parts) for parts in zip(*rows))
+
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if tokens.ndim != 2 or tokens.dtype not in (torch.int32, torch.int64):
             raise ValueError(
@@ -257,5 +264,5 @@ class ClipTextEncoder(nn.Module):
             # Inference-mode tensors cannot enter autograd later, so they are cached apart from no_grad ones.
             encoder_id = (self._cache_id, str(tokens.device), str(autocast_dtype), torch.is_inference_mode_enabled())
             keys = [TextEmbeddingCache.make_key(encoder_id, row) for row in tokens]
-            features = self.cache.get_or_compute(keys, lambda missing: self._encode(tokens[missing]))
+            features = self.cache.get_or_compute(keys, lambda missing: self._encode_one_by_one(tokens[missing]))
         return (*features, padding_mask)
