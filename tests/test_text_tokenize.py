@@ -130,3 +130,9 @@ def test_clip_tokenize_encodes_each_distinct_text_once_and_pickles_without_its_c
     restored = pickle.loads(pickle.dumps(ClipTokenize(TINY_CLIP_NAME)))
     assert restored._cache == {} and restored._loaded_tokenizer is None
     torch.testing.assert_close(restored("Right lung."), real(["Right lung."])[0].long())
+
+
+def test_hf_tokenized_error_names_the_image(hf_tokenizer_dir):
+    transform = HFTokenized("text", path=hf_tokenizer_dir, context_length=4)
+    with pytest.raises(TextInputError, match=r"Report 'text' of '/data/case_07.png'.*empty"):
+        transform({"image": "/data/case_07.png", "text": "  "})

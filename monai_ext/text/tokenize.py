@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,6 +48,14 @@ def _item_source(d: Mapping) -> str:
         if isinstance(value, (str, os.PathLike)):
             return f"'{os.fspath(value)}'"
     return "the item"
+
+
+def _tokenize_item(tokenize: Callable, d: Mapping, key: Hashable):
+    """``tokenize(d[key])``; a bad text's error names the key and the image it belongs to."""
+    try:
+        return tokenize(d[key])
+    except TextInputError as error:
+        raise TextInputError(f"Report '{key}' of {_item_source(d)}: {error}") from error
 
 
 def _output_keys(keys: Sequence[Hashable], output_key, suffix: str) -> list[Hashable]:
@@ -155,10 +163,7 @@ class ClipTokenized(MapTransform):
     def __call__(self, data: Mapping) -> dict:
         d = dict(data)
         for key, out in self.key_iterator(d, self.output_keys):
-            try:
-                d[out] = self.tokenize(d[key])
-            except TextInputError as error:
-                raise TextInputError(f"Report '{key}' of {_item_source(d)}: {error}") from error
+            d[out] = _tokenize_item(self.tokenize, d, key)
         return d
 
 
@@ -274,7 +279,7 @@ class HFTokenized(MapTransform):
         d = dict(data)
         mask_keys = self.mask_keys or [None] * len(self.keys)
         for key, out, mask_out in self.key_iterator(d, self.output_keys, mask_keys):
-            ids, mask = self.tokenize(d[key])
+            ids, mask = _tokenize_item(self.tokenize, d, key)
             d[out] = ids
             if mask_out is not None:
                 d[mask_out] = mask
