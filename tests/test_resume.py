@@ -127,6 +127,30 @@ def test_resume_without_checkpoint_starts_from_scratch_and_bad_checkpoint_is_ref
         engine.run([0, 1], max_epochs=3)
 
 
+def test_amp_loss_scale_survives_a_resume(tmp_path):
+    """A MONAI trainer with amp=True keeps its GradScaler in ``engine.scaler``; resuming must not reset the scale."""
+    from ignite.engine import Engine
+
+    from monai_ext.engines import TrainerCheckpoint
+
+    def run(max_epochs, lower_scale):
+        # lower_scale: each step lowers the loss scale, as overflowing fp16 steps would
+        engine = Engine(lambda e, b: e.scaler.update(new_scale=64.0) if lower_scale else None)
+        engine.scaler = torch.amp.GradScaler("cpu", init_scale=512.0)
+        engine.scaler.scale(torch.ones(1))  # the scale tensor is created lazily
+        handler = TrainerCheckpoint(str(tmp_path), {"model": torch.nn.Linear(2, 1)}, resume=True)
+        handler.attach(engine)
+        engine.run([0, 1], max_epochs=max_epochs)
+        return handler, engine
+
+    run(1, lower_scale=True)
+    assert "amp_scaler" in torch.load(os.path.join(str(tmp_path), "trainer.pt"), weights_only=True)
+    handler, engine = run(2, lower_scale=False)
+    assert handler.resumed_from == 1 and engine.scaler.get_scale() == 64.0
+    with pytest.raises(ValueError, match="reserved"):
+        TrainerCheckpoint(str(tmp_path), {"amp_scaler": engine.scaler})
+
+
 def test_epoch_seeder_makes_each_epoch_a_function_of_seed_and_epoch():
     """Whatever ran before, epoch k draws the same shuffle order, augmentation and torch/numpy numbers."""
     import numpy as np

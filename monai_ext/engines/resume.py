@@ -75,7 +75,9 @@ class TrainerCheckpoint:
     Args:
         save_dir: folder of ``trainer.pt`` (separate from the released ``model.pt``).
         save_dict: objects with ``state_dict``/``load_state_dict`` to keep, e.g. ``{"model": net, "optimizer": opt}``
-            (add ``"lr_scheduler"``, ``"scaler"`` for AMP, the best-model ``CheckpointSaver``, ... as used).
+            (add ``"lr_scheduler"``, the best-model ``CheckpointSaver``, ... as used). The AMP loss scaler of a MONAI
+            trainer (``engine.scaler``) is kept without being listed, so a resumed mixed-precision run does not restart
+            from the initial loss scale.
         resume: load ``trainer.pt`` at start when it exists; otherwise a run starts from scratch (and an existing
             trainer checkpoint is replaced at the end of its first epoch).
         save_interval: save every N epochs (the last epoch is always saved).
@@ -102,8 +104,8 @@ class TrainerCheckpoint:
         map_location: str | torch.device = "cpu",
         save_enabled: bool = True,
     ):
-        if "trainer" in save_dict or "rng" in save_dict:
-            raise ValueError("save_dict keys 'trainer' and 'rng' are reserved for the trainer state.")
+        if {"trainer", "rng", "amp_scaler"} & set(save_dict):
+            raise ValueError("save_dict keys 'trainer', 'rng' and 'amp_scaler' are reserved for the trainer state.")
         if save_interval < 1:
             raise ValueError(f"save_interval must be >= 1, got {save_interval}.")
         self.save_dir = os.fspath(save_dir)
@@ -131,6 +133,9 @@ class TrainerCheckpoint:
         checkpoint = {"trainer": {**engine.state_dict(), "epoch": epoch}, "rng": _rng_state()}
         for key, obj in self.save_dict.items():
             checkpoint[key] = obj.state_dict()
+        scaler = _amp_scaler(engine)
+        if scaler is not None:
+            checkpoint["amp_scaler"] = scaler.state_dict()
         atomic_save(checkpoint, self.path, overwrite=True)
         logger.info("Trainer checkpoint of epoch %d written to %s", epoch, self.path)
 
@@ -158,6 +163,9 @@ class TrainerCheckpoint:
                     f"Trainer checkpoint '{self.path}': entry '{key}' does not fit this run: "
                     f"{str(error).splitlines()[0]}"
                 ) from error
+        scaler = _amp_scaler(engine)
+        if scaler is not None and "amp_scaler" in checkpoint:
+            scaler.load_state_dict(checkpoint["amp_scaler"])
         state = checkpoint["trainer"]
         max_epochs = engine.state.max_epochs  # the configured run length wins over the saved one
         engine.state.epoch = int(state["epoch"]) if "epoch" in state else int(state["iteration"]) // int(
@@ -175,6 +183,12 @@ class TrainerCheckpoint:
             max_epochs,
             engine.state.iteration,
         )
+
+
+def _amp_scaler(engine: Engine):
+    """The enabled ``GradScaler`` of a MONAI trainer with ``amp=True``, else None."""
+    scaler = getattr(engine, "scaler", None)
+    return scaler if scaler is not None and scaler.is_enabled() else None
 
 
 class EpochSeeder:
