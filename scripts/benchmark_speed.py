@@ -224,14 +224,17 @@ def _markdown(results: dict) -> str:
         f"Device: {env['device_name']}; torch {env['torch']}; {env['cpu_count']} CPU threads; image "
         f"{env['image_size']}x{env['image_size']}; CLIP {env['clip_model_name']} (random weights); {env['date']}.", "",
         f"Command: `{env['command']}`", "",
-        "Median of the timed steps after warm-up. Training = forward + backward + AdamW step on the trainable "
-        "parameters. FLOPs counted with torch.utils.flop_counter for one image (training: forward + backward). "
-        "'of peak': achieved TFLOP/s over the datasheet's dense tensor-core peak (bf16; fp32 rows against TF32, which "
-        "cuDNN uses for fp32 convolutions by default).", "",
-        "| model | mode | batch | variant | images/s | ms/step | GFLOP/image | TFLOP/s | of peak | peak MiB |"
-        " trainable / total params |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
+    if results["models"]:
+        lines += [
+            "Median of the timed steps after warm-up. Training = forward + backward + AdamW step on the trainable "
+            "parameters. FLOPs counted with torch.utils.flop_counter for one image (training: forward + backward). "
+            "'of peak': achieved TFLOP/s over the datasheet's dense tensor-core peak (bf16; fp32 rows against TF32, "
+            "which cuDNN uses for fp32 convolutions by default).", "",
+            "| model | mode | batch | variant | images/s | ms/step | GFLOP/image | TFLOP/s | of peak | peak MiB |"
+            " trainable / total params |",
+            "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
     for r in results["models"]:
         frac = f"{100 * r['fraction_of_peak']:.1f}%" if r.get("fraction_of_peak") else "n/a"
         if "error" in r:
