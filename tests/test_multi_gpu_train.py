@@ -1,4 +1,6 @@
-"""`multi_gpu_train.json` under torchrun: two CPU processes (gloo) train a few iterations and end with the same weights."""
+"""`multi_gpu_train.json` under torchrun: two CPU processes (gloo) train a few iterations and end with the same weights.
+
+The validation split holds one image for two processes: each process must still get an image to validate."""
 
 import os
 import subprocess
@@ -18,7 +20,7 @@ BUNDLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
 def test_two_processes_train_identical_weights(tmp_path):
     data_dir = str(tmp_path / "data")
-    make_chest_xray_dataset(data_dir, n_train=8, n_val=2, n_test=0, image_size=64, seed=0)
+    make_chest_xray_dataset(data_dir, n_train=8, n_val=1, n_test=0, image_size=64, seed=0)
     ckpt_dir = tmp_path / "models"
     overrides = {
         "dataset_dir": data_dir,
