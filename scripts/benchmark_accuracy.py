@@ -53,7 +53,18 @@ METRICS = ("dice", "iou", "hd95")
 def _prepare_data(data_root: str, counts: dict, image_size: int) -> dict[str, str]:
     """The demo set, its generic-prompt copy and its counterfactual test split (generated once, reused)."""
     reports = os.path.join(data_root, "reports")
-    if not os.path.isdir(reports):
+    stamp_path = os.path.join(data_root, "settings.json")
+    stamp = {**counts, "image_size": image_size}
+    if os.path.isfile(stamp_path):
+        with open(stamp_path, encoding="utf-8") as f:
+            made_with = json.load(f)
+        if made_with != stamp:
+            raise ValueError(f"{data_root} holds demo data made with {made_with}, not {stamp}; "
+                             "choose another output_dir for these settings.")
+    elif os.path.isdir(reports):
+        raise ValueError(f"{data_root} holds demo data of unknown settings (no settings.json); "
+                         "choose another output_dir or delete that folder.")
+    else:
         make_chest_xray_dataset(reports, image_size=image_size, seed=0, **counts)
     paths = {"reports": reports, "generic": os.path.join(data_root, "generic"),
              "counterfactual": os.path.join(data_root, "counterfactual")}
@@ -61,10 +72,21 @@ def _prepare_data(data_root: str, counts: dict, image_size: int) -> dict[str, st
         make_rereported_split(reports, paths["generic"], splits=["training", "validation", "test"], mode="generic")
     if not os.path.isdir(paths["counterfactual"]):
         make_rereported_split(reports, paths["counterfactual"], splits="test", mode="counterfactual", seed=1)
+    atomic_write_json(stamp_path, stamp, overwrite=True)
     return paths
 
 
-def _run_one(variant: str, seed: int, data: dict, run_dir: str, base_overrides: dict) -> dict:
+def _run_one(variant: str, seed: int, data: dict, run_dir: str, base_overrides: dict, reuse: bool) -> dict:
+    """Train and evaluate one (variant, seed). Its result is kept in ``run_dir/result.json`` with the settings it
+    was made with; with ``reuse``, a run already finished with the same settings is not trained again, so a killed
+    benchmark continues where it stopped."""
+    result_path = os.path.join(run_dir, "result.json")
+    settings = {"variant": variant, "seed": seed, "overrides": base_overrides}
+    if reuse and os.path.isfile(result_path):
+        with open(result_path, encoding="utf-8") as f:
+            previous = json.load(f)
+        if previous.get("settings") == settings:
+            return {**previous["result"], "reused": True}
     configs, overrides, dataset = VARIANTS[variant]
     train_configs = ["train.json", "demo.json", *configs]
     common = {**base_overrides, **overrides, "seed": seed, "ckpt_dir": os.path.join(run_dir, "models"),
@@ -86,6 +108,7 @@ def _run_one(variant: str, seed: int, data: dict, run_dir: str, base_overrides: 
             "dataset_dice": report["dataset_level"]["foreground"]["dice"],
             "images": report["num_images"],
         }
+    atomic_write_json(result_path, {"settings": settings, "result": results}, overwrite=True)
     return results
 
 
@@ -162,6 +185,7 @@ def main(
     device: str = "cpu",
     parallel: int = 1,
     learning_rate: float | None = None,
+    reuse: bool = True,
 ) -> str:
     """Train and evaluate every (variant, seed); returns the path of ``accuracy.md``.
 
@@ -169,6 +193,8 @@ def main(
         device: ``"cpu"`` or ``"cuda"`` (AMP on CUDA).
         parallel: bundle runs at a time (each is a separate process).
         learning_rate: overrides the demo configuration's learning rate.
+        reuse: take runs already finished in ``output_dir`` with the same settings instead of training them again
+            (a killed benchmark continues; more seeds can be added later); ``False`` trains everything.
     """
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -183,14 +209,15 @@ def main(
     jobs = [(v, s) for s in seeds for v in variants]
     runs, failures = [], []
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {pool.submit(_run_one, v, s, data, os.path.join(output_dir, "runs", f"{v}_seed{s}"), base): (v, s)
-                   for v, s in jobs}
+        futures = {pool.submit(_run_one, v, s, data, os.path.join(output_dir, "runs", f"{v}_seed{s}"), base, reuse):
+                   (v, s) for v, s in jobs}
         for done, future in enumerate(as_completed(futures), 1):
             variant, seed = futures[future]
             try:
                 runs.append(future.result())
                 print(f"[{done}/{len(jobs)}] {variant} seed {seed}: test Dice {runs[-1]['test']['dice']:.3f}, "
-                      f"counterfactual Dice {runs[-1]['counterfactual']['dice']:.3f}", flush=True)
+                      f"counterfactual Dice {runs[-1]['counterfactual']['dice']:.3f}"
+                      + (" (reused)" if runs[-1].get("reused") else ""), flush=True)
             except RuntimeError as error:
                 failures.append({"variant": variant, "seed": seed, "error": str(error)})
                 print(f"[{done}/{len(jobs)}] {variant} seed {seed} FAILED: {error}", flush=True)

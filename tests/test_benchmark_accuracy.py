@@ -1,0 +1,66 @@
+"""scripts/benchmark_accuracy.py bookkeeping, with the bundle runs and the data generators replaced by fakes: finished
+runs are reused when their settings match (a killed benchmark continues), trained again when they do not, and an
+output folder holding demo data of other settings is refused."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def accuracy_script(monkeypatch):
+    path = os.path.join(REPO, "scripts", "benchmark_accuracy.py")
+    spec = importlib.util.spec_from_file_location("benchmark_accuracy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    calls = []
+
+    def fake_run_bundle(bundle, configs, overrides, log_file=None):
+        calls.append((tuple(configs), overrides["seed"]))
+        if "evaluate.json" in configs:
+            os.makedirs(overrides["output_dir"], exist_ok=True)
+            dice = 0.5 + 0.1 * overrides["seed"]
+            report = {"num_images": 4, "per_image_mean": {"foreground": {"dice": dice, "iou": dice - 0.1, "hd95": 3.0}},
+                      "dataset_level": {"foreground": {"dice": dice + 0.01}}}
+            with open(os.path.join(overrides["output_dir"], "report.json"), "w") as f:
+                json.dump(report, f)
+
+    monkeypatch.setattr(module, "run_bundle", fake_run_bundle)
+    monkeypatch.setattr(module, "make_chest_xray_dataset", lambda path, **kwargs: os.makedirs(path))
+    monkeypatch.setattr(module, "make_rereported_split", lambda source, path, **kwargs: os.makedirs(path))
+    return module, calls
+
+
+def test_finished_runs_are_reused_only_with_the_same_settings(accuracy_script, tmp_path):
+    module, calls = accuracy_script
+    out = str(tmp_path / "accuracy")
+    module.main(output_dir=out, variants=["tgcnet"], seeds=[0, 1], max_epochs=2)
+    assert len(calls) == 6  # per seed: train, evaluate on the test split, evaluate on the counterfactual split
+
+    calls.clear()
+    module.main(output_dir=out, variants=["tgcnet"], seeds=[0, 1, 2], max_epochs=2)
+    assert sorted({seed for _, seed in calls}) == [2]  # only the new seed is trained
+    with open(os.path.join(out, "accuracy.json")) as f:
+        results = json.load(f)
+    assert [r["seed"] for r in results["runs"]] == [0, 1, 2]
+    assert [r.get("reused", False) for r in results["runs"]] == [True, True, False]
+    assert results["summary"]["tgcnet"]["test_dice"]["mean"] == pytest.approx(0.6)
+
+    calls.clear()
+    module.main(output_dir=out, variants=["tgcnet"], seeds=[0], max_epochs=3)
+    assert len(calls) == 3  # another number of epochs: trained again
+    calls.clear()
+    module.main(output_dir=out, variants=["tgcnet"], seeds=[0], max_epochs=3, reuse=False)
+    assert len(calls) == 3
+
+
+def test_output_folder_with_other_demo_data_is_refused(accuracy_script, tmp_path):
+    module, _ = accuracy_script
+    out = str(tmp_path / "accuracy")
+    module.main(output_dir=out, variants=["tgcnet"], seeds=[0], max_epochs=1)
+    with pytest.raises(ValueError, match="made with .*'n_train': 160.*not .*'n_train': 8"):
+        module.main(output_dir=out, variants=["tgcnet"], seeds=[0], max_epochs=1, n_train=8)
