@@ -54,7 +54,7 @@ def test_cached_samples_equal_uncached_samples(bundle_overrides, part):
         assert sorted(a) == sorted(b)
         for key, value in a.items():
             if isinstance(value, torch.Tensor):
-                assert torch.equal(torch.as_tensor(value), torch.as_tensor(b[key])), key
+                assert torch.equal(value, b[key]), key
             elif isinstance(value, str):
                 assert value == b[key], key
     if part == "train":  # the comparison covers the random augmentations: the two epochs differ
