@@ -1,16 +1,18 @@
 """Speed, memory and FLOP benchmark of TGC-Net, VLSA-Net and an image-only MONAI baseline.
 
 For each model, mode (inference / training step), batch size and execution variant (fp32, bf16 autocast,
-channels-last, ``torch.compile``) it measures images per second, peak memory, FLOPs per image (torch's
-``FlopCounterMode``) and the achieved TFLOP/s with its fraction of the device's peak. It also times per-sample text
-encoding (what LViT-style pipelines pay every step) against our cached text embeddings, and the data pipeline
-(readers, transforms, DataLoader) of the TGC-Net bundle on demo images.
+channels-last, ``torch.compile``, ``torch.compile`` with CUDA graphs) it measures images per second, peak memory,
+FLOPs per image (torch's ``FlopCounterMode``) and the achieved TFLOP/s with its fraction of the device's peak. It also
+times per-sample text encoding (what LViT-style pipelines pay every step) against our cached text embeddings, the data
+pipeline (readers, transforms, DataLoader) of the TGC-Net bundle on demo images, and the bundle's whole training loop
+(its trainer, loader, AMP setting and metric) with the share of time the loop waits for data
+(:class:`monai_ext.engines.LoaderWaitMonitor`): the figure that says whether the loader keeps up with the device.
 
 Writes ``speed.json``, ``speed.md`` and ``throughput.png`` to ``output_dir``::
 
     python scripts/benchmark_speed.py --output_dir benchmark_results/speed_cpu --batch_sizes "[1,8]"
     python scripts/benchmark_speed.py --output_dir benchmark_results/speed_gpu --device cuda \
-        --variants "['fp32','bf16','bf16_channels_last','bf16_compile']"
+        --variants "['fp32','bf16','bf16_channels_last','bf16_compile','bf16_compile_cudagraphs']"
 
 CLIP weights are random (timing does not depend on them), so nothing is downloaded.
 """
@@ -40,7 +42,10 @@ from monai_ext.networks import TGCNet, VLSANet, count_parameters, get_clip_token
 from monai_ext.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 FUNDUS_PROMPTS = os.path.join(REPO_ROOT, "bundles", "vlsanet", "configs", "prompts_fundus.json")
-VARIANTS = ("fp32", "bf16", "bf16_channels_last", "bf16_compile")
+VARIANTS = ("fp32", "bf16", "bf16_channels_last", "bf16_compile", "bf16_compile_cudagraphs")
+# torch.compile modes per variant; "reduce-overhead" records CUDA graphs, which removes the per-kernel launch cost
+# that dominates small batches (on a CPU it compiles as the default mode).
+COMPILE_MODES = {"bf16_compile": "default", "bf16_compile_cudagraphs": "reduce-overhead"}
 # Dense (no sparsity) tensor-core peak TFLOP/s from the vendors' datasheets. "fp32" rows are compared with the TF32
 # peak: cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32), so the plain fp32 peak
 # (67 TFLOP/s on an H100 SXM) would be exceeded.
@@ -122,7 +127,9 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
     counts = count_parameters(model)
     flops = count_flops(model, model_inputs(name, channels, 1, args["image_size"], args["clip_model_name"], device),
                         mode == "train")
-    runner = torch.compile(model) if "compile" in variant else model
+    # Static shapes: the text-embedding cache makes the first call (a miss) differ from later ones (hits); with
+    # automatic dynamic shapes inductor then compiles a symbolic-shape graph, slower and on CPU failing to compile.
+    runner = torch.compile(model, mode=COMPILE_MODES[variant], dynamic=False) if variant in COMPILE_MODES else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4) if mode == "train" else None
@@ -140,7 +147,9 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = time_steps(step, device, args["warmup"], args["iterations"])
+    # CUDA graphs are recorded only after a compiled warm-up call, so compiled variants get at least 3 warm-up steps.
+    warmup = max(args["warmup"], 3) if variant in COMPILE_MODES else args["warmup"]
+    seconds = time_steps(step, device, warmup, args["iterations"])
     images_per_s = batch / seconds
     achieved = flops * images_per_s / 1e12
     peak = peak_for(device, precision)
@@ -176,7 +185,19 @@ def benchmark_text(args) -> list[dict]:
     return rows
 
 
-def benchmark_data_pipeline(args) -> list[dict]:
+def tgcnet_train_parser(args, data_dir: str, **overrides):
+    """The TGC-Net bundle's ``train.json`` on the demo images in ``data_dir`` with random CLIP weights."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "train.json"))
+    parser.update({"bundle_root": os.path.join(REPO_ROOT, "bundles", "tgcnet"), "dataset_dir": data_dir,
+                   "clip_model_name": args["clip_model_name"], "clip_pretrained": None,
+                   "image_size": args["image_size"], **overrides})
+    return parser
+
+
+def benchmark_data_pipeline(args, data_dir: str) -> list[dict]:
     """Images/s through the TGC-Net bundle's training dataset and a DataLoader, on demo PNGs.
 
     One row per (cache_rate, num_workers): the bundle's ``CacheDataset`` with ``cache_rate`` 0 loads, rescales and
@@ -184,36 +205,57 @@ def benchmark_data_pipeline(args) -> list[dict]:
     so worker start-up is paid in the untimed warm-up epoch; the timed figure is the steady state over
     ``loader_epochs`` epochs.
     """
-    from monai.bundle import ConfigParser
     from monai.data import DataLoader
 
-    from monai_ext.data.synthetic import make_chest_xray_dataset
+    rows = []
+    for cache_rate in args["loader_cache_rates"]:
+        parser = tgcnet_train_parser(args, data_dir, cache_rate=cache_rate, num_workers=max(args["loader_workers"]))
+        started = time.perf_counter()
+        dataset = parser.get_parsed_content("train#dataset")
+        cache_seconds = time.perf_counter() - started
+        for workers in args["loader_workers"]:
+            loader = DataLoader(dataset, batch_size=16, num_workers=workers, shuffle=True,
+                                persistent_workers=workers > 0)
+            for _ in loader:  # warm-up epoch: worker start, file cache, tokenizer memo
+                pass
+            start = time.perf_counter()
+            count = sum(batch["image"].shape[0] for _ in range(args["loader_epochs"]) for batch in loader)
+            rows.append({"cache_rate": cache_rate, "num_workers": workers, "cache_seconds": cache_seconds,
+                         "images_per_s": count / (time.perf_counter() - start)})
+            print("   ", rows[-1], flush=True)
+            del loader
+    return rows
+
+
+def benchmark_training_loop(args, data_dir: str) -> list[dict]:
+    """Images/s of the TGC-Net bundle's own trainer (loader, AMP on a GPU as in the bundle, loss, optimiser, metric) and
+    the share of that time spent waiting for the next batch, per DataLoader worker count.
+
+    Validation, checkpoints and logging handlers are left out; the first epoch (worker start-up, text-embedding cache
+    fill, cuDNN autotuning) is untimed, the row averages the ``loop_epochs`` epochs after it.
+    """
+    from monai_ext.engines import LoaderWaitMonitor
 
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        data_dir = os.path.join(tmp, "chest")
-        make_chest_xray_dataset(data_dir, n_train=args["loader_images"], n_val=2, n_test=2,
-                                image_size=args["image_size"], seed=0)
-        for cache_rate in args["loader_cache_rates"]:
-            parser = ConfigParser()
-            parser.read_config(os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "train.json"))
-            parser.update({"bundle_root": os.path.join(REPO_ROOT, "bundles", "tgcnet"), "dataset_dir": data_dir,
-                           "clip_model_name": args["clip_model_name"], "image_size": args["image_size"],
-                           "cache_rate": cache_rate, "num_workers": max(args["loader_workers"])})
-            started = time.perf_counter()
-            dataset = parser.get_parsed_content("train#dataset")
-            cache_seconds = time.perf_counter() - started
-            for workers in args["loader_workers"]:
-                loader = DataLoader(dataset, batch_size=16, num_workers=workers, shuffle=True,
-                                    persistent_workers=workers > 0)
-                for _ in loader:  # warm-up epoch: worker start, file cache, tokenizer memo
-                    pass
-                start = time.perf_counter()
-                count = sum(batch["image"].shape[0] for _ in range(args["loader_epochs"]) for batch in loader)
-                rows.append({"cache_rate": cache_rate, "num_workers": workers, "cache_seconds": cache_seconds,
-                             "images_per_s": count / (time.perf_counter() - start)})
-                print("   ", rows[-1], flush=True)
-                del loader
+    for workers in args["loop_workers"]:
+        parser = tgcnet_train_parser(
+            args, data_dir, num_workers=workers, batch_size=args["loop_batch_size"], max_epochs=1 + args["loop_epochs"],
+            device=args["device"], amp=args["device"].type == "cuda", **{"train#handlers": []})
+        trainer = parser.get_parsed_content("train#trainer")
+        monitor = LoaderWaitMonitor(log=False)
+        monitor.attach(trainer)
+        parser.get_parsed_content("initialize")
+        trainer.run()
+        timed = monitor.epochs[1:]
+        seconds = sum(e["seconds"] for e in timed)
+        rows.append({"num_workers": workers, "batch": args["loop_batch_size"], "amp": bool(trainer.amp),
+                     "images": sum(e["images"] for e in timed),
+                     "images_per_s": sum(e["images"] for e in timed) / seconds,
+                     "wait_fraction": sum(e["wait_seconds"] for e in timed) / seconds})
+        print("   ", rows[-1], flush=True)
+        del trainer
+        if args["device"].type == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -256,6 +298,13 @@ def _markdown(results: dict) -> str:
                   "| cache_rate | num_workers | images/s | time to fill the cache (s) |", "| ---: | ---: | ---: | ---: |"]
         lines += [f"| {r['cache_rate']} | {r['num_workers']} | {r['images_per_s']:.1f} | {r['cache_seconds']:.1f} |"
                   for r in results["data_pipeline"]]
+    if results.get("training_loop"):
+        lines += ["", "## Training loop (the TGC-Net bundle's trainer on demo PNGs, epochs after the first)", "",
+                  "'waiting for data': share of the loop's time spent fetching the next batch; near 0 means the "
+                  "network, not the loader, sets the pace.", "",
+                  "| num_workers | batch | AMP | images/s | waiting for data |", "| ---: | ---: | --- | ---: | ---: |"]
+        lines += [f"| {r['num_workers']} | {r['batch']} | {'yes' if r['amp'] else 'no'} | {r['images_per_s']:.1f} | "
+                  f"{100 * r['wait_fraction']:.1f}% |" for r in results["training_loop"]]
     return "\n".join(lines) + "\n"
 
 
@@ -275,7 +324,8 @@ def _plot(results: dict, path: str) -> None:
                         label=f"{model} {variant}")
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images / s", title=mode)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     fig.suptitle(results["environment"]["device_name"])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -299,16 +349,22 @@ def main(
     loader_cache_rates=(0.0, 1.0),
     loader_images: int = 256,
     loader_epochs: int = 2,
+    training_loop: bool = True,
+    loop_workers=(0, 2),
+    loop_batch_size: int = 16,
+    loop_epochs: int = 1,
 ) -> str:
     """Run the benchmark; returns the path of ``speed.md``. ``variants`` from: fp32, bf16, bf16_channels_last,
-    bf16_compile (bf16 variants use torch.autocast). ``--models "[]" --text False`` times only the data pipeline."""
+    bf16_compile, bf16_compile_cudagraphs (bf16 variants use torch.autocast). ``--models "[]" --text False`` times
+    only the data pipeline and the training loop; both run on ``loader_images`` demo images."""
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise ValueError(f"Unknown variants {sorted(unknown)}; choose from {VARIANTS}.")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     args = {"device": dev, "image_size": image_size, "clip_model_name": clip_model_name, "warmup": warmup,
             "iterations": iterations, "batch_sizes": list(batch_sizes), "loader_workers": list(loader_workers),
-            "loader_cache_rates": list(loader_cache_rates), "loader_images": loader_images, "loader_epochs": loader_epochs}
+            "loader_cache_rates": list(loader_cache_rates), "loader_images": loader_images, "loader_epochs": loader_epochs,
+            "loop_workers": list(loop_workers), "loop_batch_size": loop_batch_size, "loop_epochs": loop_epochs}
     os.makedirs(output_dir, exist_ok=True)
     results = {
         "environment": {
@@ -324,8 +380,13 @@ def main(
         print(f"[{index}/{len(combos)}] {name} {mode} batch {batch} {variant}", flush=True)
         try:
             row = benchmark_model(name, mode, batch, variant, args)
-        except torch.OutOfMemoryError as error:
-            row = {"model": name, "mode": mode, "batch": batch, "variant": variant, "error": f"out of memory ({error})"[:80]}
+        except Exception as error:  # one failing variant (out of memory, a compiler error) must not lose the others
+            kind = "out of memory" if isinstance(error, torch.OutOfMemoryError) else type(error).__name__
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            row = {"model": name, "mode": mode, "batch": batch, "variant": variant,
+                   "error": f"{kind}: {message}".replace("|", "/")[:120]}
+        finally:
+            torch._dynamo.reset()
         print("   ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
         results["models"].append(row)
         if dev.type == "cuda":
@@ -333,9 +394,18 @@ def main(
     if text:
         print("text encoding: per step vs cached", flush=True)
         results["text"] = benchmark_text(args)
-    if data_pipeline:
-        print("data pipeline", flush=True)
-        results["data_pipeline"] = benchmark_data_pipeline(args)
+    if data_pipeline or training_loop:
+        from monai_ext.data.synthetic import make_chest_xray_dataset
+
+        with tempfile.TemporaryDirectory() as tmp:
+            data_dir = os.path.join(tmp, "chest")
+            make_chest_xray_dataset(data_dir, n_train=loader_images, n_val=2, n_test=2, image_size=image_size, seed=0)
+            if data_pipeline:
+                print("data pipeline", flush=True)
+                results["data_pipeline"] = benchmark_data_pipeline(args, data_dir)
+            if training_loop:
+                print("training loop", flush=True)
+                results["training_loop"] = benchmark_training_loop(args, data_dir)
     atomic_write_json(os.path.join(output_dir, "speed.json"), results, overwrite=True)
     markdown_path = os.path.join(output_dir, "speed.md")
     atomic_write_text(markdown_path, _markdown(results), overwrite=True)

@@ -1,0 +1,72 @@
+"""scripts/benchmark_speed.py on the CPU with the tiny CLIP: every section produces figures that hang together (FLOPs
+of a training step above inference, the training loop counts every image of its timed epochs, waiting shares are
+fractions), the files are written, and a model that fails is recorded as a failed row instead of ending the run."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(device="cpu", clip_model_name="monai-textseg-tiny-clip", image_size=64, batch_sizes=(2,), iterations=1,
+             warmup=1, loader_images=8, loader_workers=(0,), loader_cache_rates=(1.0,), loader_epochs=1,
+             loop_workers=(0,), loop_batch_size=4, loop_epochs=2)
+
+
+@pytest.fixture
+def speed_script():
+    spec = importlib.util.spec_from_file_location("benchmark_speed", os.path.join(REPO, "scripts", "benchmark_speed.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_all_sections_on_cpu(speed_script, tmp_path):
+    out = str(tmp_path / "speed")
+    markdown = speed_script.main(output_dir=out, models=("tgcnet", "basicunet"), **SMALL)
+    with open(os.path.join(out, "speed.json")) as f:
+        results = json.load(f)
+    rows = {(r["model"], r["mode"]): r for r in results["models"]}
+    assert set(rows) == {(m, mode) for m in ("tgcnet", "basicunet") for mode in ("inference", "train")}
+    for model in ("tgcnet", "basicunet"):
+        inference, train = rows[model, "inference"], rows[model, "train"]
+        assert 0 < inference["gflops_per_image"] < train["gflops_per_image"]
+        assert train["images_per_s"] == pytest.approx(2 / (train["ms_per_step"] / 1e3))
+    assert rows["tgcnet", "train"]["trainable"] < rows["tgcnet", "train"]["total"]  # CLIP frozen
+    assert rows["basicunet", "train"]["trainable"] == rows["basicunet", "train"]["total"]
+    (text,) = results["text"]
+    assert text["batch"] == 2 and text["cached_ms"] < text["per_sample_encoding_ms"]
+    (pipeline,) = results["data_pipeline"]
+    assert pipeline["cache_rate"] == 1.0 and pipeline["images_per_s"] > 0
+    (loop,) = results["training_loop"]
+    assert loop["images"] == 8 * 2 and loop["amp"] is False  # every image of the 2 timed epochs, none of the first
+    assert 0.0 <= loop["wait_fraction"] <= 1.0
+    text_md = open(markdown).read()
+    assert "## Training loop" in text_md and "## Data pipeline" in text_md
+    assert os.path.isfile(os.path.join(out, "throughput.png"))
+
+
+def test_a_failing_model_becomes_a_failed_row(speed_script, tmp_path, monkeypatch):
+    build = speed_script.build_model
+
+    def build_or_fail(name, clip_model_name, image_size):
+        if name == "basicunet":
+            raise RuntimeError("no kernel for this device\nsecond line")
+        return build(name, clip_model_name, image_size)
+
+    monkeypatch.setattr(speed_script, "build_model", build_or_fail)
+    out = str(tmp_path / "speed")
+    settings = {**SMALL, "batch_sizes": (1,)}
+    speed_script.main(output_dir=out, models=("basicunet", "tgcnet"), modes=("inference",), text=False,
+                      data_pipeline=False, training_loop=False, **settings)
+    with open(os.path.join(out, "speed.json")) as f:
+        failed, finished = json.load(f)["models"]
+    assert failed["error"] == "RuntimeError: no kernel for this device"
+    assert finished["model"] == "tgcnet" and finished["images_per_s"] > 0
+    assert "failed: RuntimeError: no kernel for this device" in open(os.path.join(out, "speed.md")).read()
+
+
+def test_unknown_variant_is_refused(speed_script, tmp_path):
+    with pytest.raises(ValueError, match="bf16_fast"):
+        speed_script.main(output_dir=str(tmp_path), variants=("bf16_fast",))
