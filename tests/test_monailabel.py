@@ -181,13 +181,16 @@ def monailabel_python():
         return str(python)
 
 
-def _studies(root: Path, pairs):
-    """MONAI Label LocalDatastore layout: <studies>/<name>.png and the final label <studies>/labels/final/<name>.png."""
+def _studies(root: Path, pairs, reports=None):
+    """MONAI Label LocalDatastore layout: <studies>/<name>.png and the final label <studies>/labels/final/<name>.png;
+    ``reports[i]``, when given and not None, is written beside image i as <studies>/<name>.txt."""
     studies = root / "studies"
     (studies / "labels" / "final").mkdir(parents=True)
     for index, (image, label) in enumerate(pairs):
         shutil.copyfile(image, studies / f"case_{index:03d}.png")
         shutil.copyfile(label, studies / "labels" / "final" / f"case_{index:03d}.png")
+        if reports and reports[index] is not None:
+            (studies / f"case_{index:03d}.txt").write_text(reports[index], encoding="utf-8")
     return studies
 
 
@@ -229,7 +232,10 @@ def test_tgcnet_in_monailabel(monailabel_python, tmp_path):
     make_chest_xray_dataset(str(data_dir), n_train=6, n_val=0, n_test=0, image_size=SIZE, seed=3)
     datalist = json.loads((data_dir / "datalist.json").read_text())["training"]
     pairs = [(data_dir / d["image"], data_dir / d["label"]) for d in datalist]
-    studies = _studies(tmp_path, pairs)
+    # reports beside the studies reach BundleTrainTask's items (image and label only) through SidecarReportd; the
+    # image used for inference below has none, so a request without text gets the default prompt
+    reports = [None] + [d["text"] for d in datalist[1:]]
+    studies = _studies(tmp_path, pairs, reports)
     overrides = {**TINY, "image_size": SIZE}
     train = {**overrides, "batch_size": 2, "num_workers": 0}
     bundle = prepare_app_bundle(

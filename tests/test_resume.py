@@ -1,5 +1,7 @@
 """Resume: a TGC-Net bundle training killed with SIGKILL in the middle of an epoch, started again with
 ``--resume True``, ends with exactly the weights and optimizer state of an uninterrupted run with the same seed (CPU).
+On a machine with a GPU, an AMP run on it also resumes with its loss scale (float16 kernels there are not all
+deterministic, so its weights are compared with a tolerance).
 
 The kill is a real ``SIGKILL`` sent by the training process to itself at a fixed iteration (an extra config adds the
 handler), so the test does not depend on timing."""
@@ -23,7 +25,7 @@ BUNDLE_ARGS = {
 }
 
 
-def _run(tmp, data_dir, name, *extra_configs, resume=False, bundle="tgcnet"):
+def _run(tmp, data_dir, name, *extra_configs, resume=False, bundle="tgcnet", gpu=False):
     bundle_dir = os.path.join(REPO, "bundles", bundle)
     configs = [os.path.join(bundle_dir, "configs", n) for n in ("train.json", "demo.json")] + list(extra_configs)
     out = os.path.join(tmp, name)
@@ -43,6 +45,8 @@ def _run(tmp, data_dir, name, *extra_configs, resume=False, bundle="tgcnet"):
         "--resume", str(resume),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if not gpu:  # the bundles train on a GPU with AMP whenever one is visible
+        env["CUDA_VISIBLE_DEVICES"] = ""
     proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=240)
     return proc, os.path.join(out, "models", "trainer", "trainer.pt")
 
@@ -54,12 +58,9 @@ def chest_data_dir(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("bundle", ["tgcnet", "vlsanet"])
-def test_killed_run_resumes_to_the_same_weights(tmp_path, chest_data_dir, bundle):
-    """VLSA-Net's case also covers the EM bases, a buffer updated by moving average in training."""
-    tmp = str(tmp_path)
-    data_dir = chest_data_dir if bundle == "tgcnet" else os.path.join(tmp, "fundus")
-    full, full_ckpt = _run(tmp, data_dir, "full", bundle=bundle)
+def _full_killed_resumed(tmp, data_dir, bundle, gpu=False):
+    """Checkpoints of an uninterrupted run and of a run killed in epoch 2 and resumed, and the iterations per epoch."""
+    full, full_ckpt = _run(tmp, data_dir, "full", bundle=bundle, gpu=gpu)
     assert full.returncode == 0, full.stderr[-3000:]
     iters_per_epoch = torch.load(full_ckpt, map_location="cpu", weights_only=True)["trainer"]["iteration"] // EPOCHS
     assert iters_per_epoch >= 2
@@ -77,18 +78,27 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, chest_data_dir, bundle
             },
             f,
         )
-    killed, ckpt = _run(tmp, data_dir, "resumed", killer, bundle=bundle)
+    killed, ckpt = _run(tmp, data_dir, "resumed", killer, bundle=bundle, gpu=gpu)
     assert killed.returncode == -9, killed.stderr[-3000:]
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert saved["trainer"]["epoch"] == 1 and saved["trainer"]["iteration"] == iters_per_epoch
     assert not [n for n in os.listdir(os.path.dirname(ckpt)) if n.endswith(".tmp")]  # no partial file left
 
-    resumed, ckpt = _run(tmp, data_dir, "resumed", resume=True, bundle=bundle)
+    resumed, ckpt = _run(tmp, data_dir, "resumed", resume=True, bundle=bundle, gpu=gpu)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Resuming from" in resumed.stderr + resumed.stdout
-
     a = torch.load(full_ckpt, map_location="cpu", weights_only=True)
     b = torch.load(ckpt, map_location="cpu", weights_only=True)
+    return a, b, iters_per_epoch
+
+
+@pytest.mark.parametrize("bundle", ["tgcnet", "vlsanet"])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, chest_data_dir, bundle):
+    """VLSA-Net's case also covers the EM bases, a buffer updated by moving average in training."""
+    tmp = str(tmp_path)
+    data_dir = chest_data_dir if bundle == "tgcnet" else os.path.join(tmp, "fundus")
+    a, b, iters_per_epoch = _full_killed_resumed(tmp, data_dir, bundle)
+    assert "amp_scaler" not in a  # no AMP on the CPU
     assert a["trainer"]["epoch"] == b["trainer"]["epoch"] == EPOCHS
     assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == EPOCHS * iters_per_epoch
     assert a["model"].keys() == b["model"].keys()
@@ -186,3 +196,13 @@ def test_epoch_seeder_makes_each_epoch_a_function_of_seed_and_epoch():
     full, resumed = run(0, 0), run(2, 7)
     assert full[3] == resumed[3]
     assert full[2] != full[3]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_killed_amp_run_on_gpu_resumes_with_its_loss_scale(tmp_path, chest_data_dir):
+    a, b, iters_per_epoch = _full_killed_resumed(str(tmp_path), chest_data_dir, "tgcnet", gpu=True)
+    assert "amp_scaler" in a and "amp_scaler" in b  # the bundle trains with AMP on a GPU
+    assert a["amp_scaler"]["scale"] == b["amp_scaler"]["scale"]
+    assert a["trainer"]["iteration"] == b["trainer"]["iteration"] == EPOCHS * iters_per_epoch
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-3, atol=1e-4, msg=key)

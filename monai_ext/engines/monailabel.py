@@ -14,7 +14,9 @@ them to the network as keyword arguments, unless the caller (the bundle's own ev
 ``PrepareBatchExtraInput``) passes them already.
 
 For training MONAI Label's datastore gives items with ``image`` and ``label`` only, so TGC-Net's training transforms
-start with :class:`DefaultTextd` as well.
+start with :class:`monai_ext.text.SidecarReportd` (the report written beside the image, ``case_001.txt``) and
+:class:`DefaultTextd` (the default prompt for images without one); its inference ``pre_transforms`` do the same for a
+request without ``text``.
 
 :func:`prepare_app_bundle` copies a bundle into ``<app>/model/<name>`` (where the ``monaibundle`` app looks for local
 bundles), optionally with a checkpoint and with config overrides written into ``inference.json`` / ``train.json``

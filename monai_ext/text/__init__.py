@@ -2,6 +2,7 @@
 
 from .cache import TextEmbeddingCache
 from .knowledge import AddKnowledged, KnowledgeBaseError, MedicalKnowledgeBase
+from .report_file import SidecarReportd, sidecar_report_path
 from .tokenize import ClipTokenize, ClipTokenized, HFTokenize, HFTokenized, TextInputError
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "HFTokenized",
     "KnowledgeBaseError",
     "MedicalKnowledgeBase",
+    "SidecarReportd",
     "TextEmbeddingCache",
     "TextInputError",
+    "sidecar_report_path",
 ]
