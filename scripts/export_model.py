@@ -11,7 +11,8 @@ Usage (from the repository root)::
 Each export is run on an example (a random image and ``--text``, default the bundle's ``default_prompt``, turned
 into tokens by the bundle's own text transforms) and compared with PyTorch; a difference above ``--atol`` fails.
 Inputs, in order: ``image [1, C, H, W]`` float, then the bundle's extra inputs (TGC-Net: ``text_tokens [1, 77]``,
-``knowledge_tokens [1, K, 77]``, int64). Shapes are fixed (traced); the text is free.
+``knowledge_tokens [1, K, 77]``, int64). The batch dimension is free (also checked with a batch of 2), the other
+dimensions are fixed (traced); the text is free.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """TorchScript and ONNX export of a bundle's network (image + report tokens + knowledge tokens): the exported models
-give PyTorch's output, for the example report and for another one (the text input is live, not baked in)."""
+give PyTorch's output, for the example report and for another one (the text input is live, not baked in), and for a
+batch that mixes reports (the batch dimension is free)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,23 @@ def test_exported_models_follow_a_non_default_report(exported):
     assert (eager - eager_default_text).abs().max() > 1e-3  # the report changes the output
     torch.testing.assert_close(run_torchscript(result["torchscript"], inputs), eager, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(torch.from_numpy(run_onnx(result["onnx"], inputs)), eager, atol=1e-4, rtol=1e-4)
+
+
+def test_exported_models_take_a_batch_of_different_reports(exported):
+    checkpoint, result = exported
+    parser = bundle_parser(BUNDLE, DEMO)
+    net = load_bundle_network(parser, checkpoint)
+    parts = [example_inputs(parser, seed=2), example_inputs(parser, OTHER_TEXT, seed=3), example_inputs(parser, seed=4)]
+    batch = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+    wrapper = ExportWrapper(net, ["text_tokens", "knowledge_tokens"])
+    with torch.no_grad():
+        eager = wrapper(*batch.values())
+        one_by_one = torch.cat([wrapper(*part.values()) for part in parts])
+    torch.testing.assert_close(eager, one_by_one, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(run_torchscript(result["torchscript"], batch), eager, atol=1e-4, rtol=1e-4)
+    onnx_out = torch.from_numpy(run_onnx(result["onnx"], batch))
+    assert onnx_out.shape[0] == 3
+    torch.testing.assert_close(onnx_out, eager, atol=1e-4, rtol=1e-4)
 
 
 def test_export_refuses_to_overwrite(exported):

@@ -7,8 +7,10 @@ is loaded safely (:func:`monai_ext.engines.predict.load_bundle_network`). The ex
 returns the logits. Example text inputs are produced by the bundle's own text transforms (knowledge lookup and CLIP
 tokenization), so a user feeds the exported model exactly what the bundle feeds the network.
 
-Both formats are traced: shapes are fixed to those of the example (batch 1, the config's image size, context length
-and number of knowledge rows); values (pixels and tokens, hence any report) are free. Frozen text encoders cache their
+Both formats are traced on the example (batch 1). The batch dimension is free (the ONNX model declares it as the
+dynamic axis ``batch``; the traced TorchScript graph computes its shapes from the input), and the export check runs a
+batch of 2 as well; the other dimensions (the config's image size, context length and number of knowledge rows) are
+fixed. Values (pixels and tokens, hence any report) are free. Frozen text encoders cache their
 outputs per report (:class:`monai_ext.text.TextEmbeddingCache`); the cache is switched off while exporting, otherwise
 the traced graph would hold the example report's embedding as a constant and ignore the text input.
 """
@@ -128,7 +130,8 @@ def _extra_files(parser: Any, names: Sequence[str], inputs: Mapping[str, torch.T
             for name in names
         ],
         "outputs": [{"name": "pred"}],
-        "note": "traced: shapes are fixed to these; token inputs come from the bundle's text transforms",
+        "note": "traced: the first (batch) dimension is free, the others are fixed to these; token inputs come from "
+                "the bundle's text transforms",
     }
     meta = parser.get("_meta_", {}) or {}
     return {
@@ -165,9 +168,12 @@ def export_onnx(
     opset_version: int = 17,
     metadata: Mapping[str, str] | None = None,
     overwrite: bool = False,
+    dynamic_batch: bool = True,
 ) -> None:
-    """Export ``network`` to ONNX (TorchScript-based exporter, static shapes), inputs named as the keys of ``inputs``,
-    output ``pred``; ``metadata`` goes to the model's ``metadata_props``. Written atomically."""
+    """Export ``network`` to ONNX (TorchScript-based exporter), inputs named as the keys of ``inputs``, output
+    ``pred``; with ``dynamic_batch`` the first dimension of every input and of ``pred`` is the dynamic axis ``batch``,
+    all other dimensions are those of ``inputs``. ``metadata`` goes to the model's ``metadata_props``. Written
+    atomically."""
     import onnx
 
     names = list(inputs)
@@ -181,6 +187,7 @@ def export_onnx(
             buffer,
             input_names=names,
             output_names=["pred"],
+            dynamic_axes={name: {0: "batch"} for name in [*names, "pred"]} if dynamic_batch else None,
             opset_version=opset_version,
             do_constant_folding=True,
             dynamo=False,
@@ -213,6 +220,10 @@ def run_onnx(path: str, inputs: Mapping[str, torch.Tensor]) -> np.ndarray:
     return session.run(None, {name: feed[name] for name in expected})[0]
 
 
+def _run_export(fmt: str, path: str, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return run_torchscript(path, inputs) if fmt == "torchscript" else torch.from_numpy(run_onnx(path, inputs))
+
+
 def export_bundle_model(
     bundle_dir: str,
     output_dir: str,
@@ -229,8 +240,9 @@ def export_bundle_model(
 ) -> dict[str, Any]:
     """Export a bundle's trained network to ``<output_dir>/<name>.ts`` and/or ``<name>.onnx``.
 
-    With ``check``, each export is run on the example inputs and compared with PyTorch (max absolute difference must
-    stay within ``atol``, else ``RuntimeError``).
+    With ``check``, each export is run on the example inputs and on a batch of 2 (the example and another random
+    image with the same report) and compared with PyTorch (max absolute difference must stay within ``atol``, else
+    ``RuntimeError``).
 
     Returns:
         ``{"torchscript": path, "onnx": path, "inputs": {name: shape}, "max_abs_diff": {format: value}}`` (formats
@@ -254,23 +266,25 @@ def export_bundle_model(
     parser = bundle_parser(bundle_dir, config_files, overrides)
     network = load_bundle_network(parser, checkpoint, "cpu")
     inputs = example_inputs(parser, text)
+    second = example_inputs(parser, text, seed=1)
+    checks = [inputs, {name: torch.cat([inputs[name], second[name]]) for name in inputs}]
     extra_files = _extra_files(parser, list(inputs), inputs)
     with torch.no_grad():
-        reference = ExportWrapper(network, list(inputs)[1:])(*inputs.values())
+        references = [ExportWrapper(network, list(inputs)[1:])(*batch.values()) for batch in checks]
     result: dict[str, Any] = {"inputs": {k: list(v.shape) for k, v in inputs.items()}, "max_abs_diff": {}}
     for fmt, path in paths.items():
         if fmt == "torchscript":
             export_torchscript(network, inputs, path, extra_files, overwrite=overwrite)
-            output = run_torchscript(path, inputs) if check else None
         else:
             export_onnx(network, inputs, path, opset_version, metadata=extra_files, overwrite=overwrite)
-            output = torch.from_numpy(run_onnx(path, inputs)) if check else None
         result[fmt] = path
-        if output is not None:
-            diff = float((output.float() - reference.float()).abs().max())
+        if check:
+            outputs = [_run_export(fmt, path, batch) for batch in checks]
+            diff = max(float((out.float() - ref.float()).abs().max()) for out, ref in zip(outputs, references))
             result["max_abs_diff"][fmt] = diff
             if not diff <= atol:
-                raise RuntimeError(f"{fmt} export '{path}' differs from PyTorch by {diff:.3g} (> atol {atol}).")
+                raise RuntimeError(f"{fmt} export '{path}' differs from PyTorch by {diff:.3g} (> atol {atol}) on "
+                                   "the example or on a batch of 2.")
     return result
 
 
