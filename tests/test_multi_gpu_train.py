@@ -1,8 +1,11 @@
-"""`multi_gpu_train.json` under torchrun: two CPU processes (gloo) train a few iterations and end with the same weights.
+"""`multi_gpu_train.json` under torchrun: two CPU processes (gloo) train a few iterations and end with the same weights,
+on one node (``--nproc_per_node=2``) and as two nodes of one process each (two torchrun launches that meet at a
+rendezvous address, as on a cluster; each node's only process has ``LOCAL_RANK`` 0 and a different global rank).
 
 The validation split holds one image for two processes: each process must still get an image to validate."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -16,9 +19,16 @@ from monai_ext.engines.bundle_runner import bundle_run_command
 BUNDLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles", "tgcnet")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
-def test_two_processes_train_identical_weights(tmp_path):
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_two_processes_train_identical_weights(tmp_path, nodes):
     data_dir = str(tmp_path / "data")
     make_chest_xray_dataset(data_dir, n_train=8, n_val=1, n_test=0, image_size=64, seed=0)
     ckpt_dir = tmp_path / "models"
@@ -37,10 +47,22 @@ def test_two_processes_train_identical_weights(tmp_path):
     }
     command = bundle_run_command(BUNDLE, ["train.json", "demo.json", "multi_gpu_train.json"], overrides)
     assert command[1:4] == ["-m", "monai.bundle", "run"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *command[1:]]
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]
+    if nodes == 1:
+        launches = [[*torchrun, "--standalone", "--nproc_per_node=2", *command[1:]]]
+    else:
+        address = ["--nnodes=2", "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
+        launches = [[*torchrun, *address, f"--node_rank={node}", *command[1:]] for node in range(2)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(torchrun, env=env, capture_output=True, text=True, timeout=540)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    procs = [subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for launch in launches]
+    try:
+        logs = [proc.communicate(timeout=540)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    for proc, log in zip(procs, logs):
+        assert proc.returncode == 0, log[-6000:]
 
     ranks = [torch.load(ckpt_dir / f"rank{r}.pt", map_location="cpu", weights_only=True) for r in range(2)]
     assert ranks[0].keys() == ranks[1].keys()

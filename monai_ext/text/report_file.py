@@ -41,9 +41,9 @@ def read_sidecar_report(image: str | os.PathLike, suffix: str = ".txt") -> str |
         with open(report_file, encoding="utf-8") as f:
             report = f.read().strip()
     except UnicodeDecodeError as error:
-        raise ValueError(f"Report file {report_file} (of image {image}) is not UTF-8 text: {error}.") from error
+        raise ValueError(f"Report file '{report_file}' (of image '{image}') is not UTF-8 text: {error}.") from error
     if not report:
-        raise ValueError(f"Report file {report_file} (of image {image}) is empty; write the report or delete it.")
+        raise ValueError(f"Report file '{report_file}' (of image '{image}') is empty; write the report or delete it.")
     return report
 
 
