@@ -2,21 +2,16 @@
 runs are reused when their settings match (a killed benchmark continues), trained again when they do not, and an
 output folder holding demo data of other settings is refused."""
 
-import importlib.util
 import json
 import os
 
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from script_loader import load_script
 
 
 @pytest.fixture
 def accuracy_script(monkeypatch):
-    path = os.path.join(REPO, "scripts", "benchmark_accuracy.py")
-    spec = importlib.util.spec_from_file_location("benchmark_accuracy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmark_accuracy")
     calls = []
 
     def fake_run_bundle(bundle, configs, overrides, log_file=None):

@@ -2,13 +2,12 @@
 of a training step above inference, the training loop counts every image of its timed epochs, waiting shares are
 fractions), the files are written, and a model that fails is recorded as a failed row instead of ending the run."""
 
-import importlib.util
 import json
 import os
 
 import pytest
+from script_loader import load_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(device="cpu", clip_model_name="monai-textseg-tiny-clip", image_size=64, batch_sizes=(2,), iterations=1,
              warmup=1, loader_images=8, loader_workers=(0,), loader_cache_rates=(1.0,), loader_epochs=1,
              loop_workers=(0,), loop_batch_size=4, loop_epochs=2)
@@ -16,10 +15,7 @@ SMALL = dict(device="cpu", clip_model_name="monai-textseg-tiny-clip", image_size
 
 @pytest.fixture
 def speed_script():
-    spec = importlib.util.spec_from_file_location("benchmark_speed", os.path.join(REPO, "scripts", "benchmark_speed.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark_speed")
 
 
 def test_all_sections_on_cpu(speed_script, tmp_path):

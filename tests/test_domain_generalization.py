@@ -2,7 +2,6 @@
 region reports and the evaluate_dg command on a tiny setting."""
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -13,15 +12,7 @@ import pytest
 from PIL import Image
 
 from monai_ext.engines import domain_generalization as dg
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_dg", os.path.join(REPO, "scripts", "evaluate_dg.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def _png(path, array):
@@ -120,7 +111,7 @@ def test_prepare_cardiac_volumes_are_sliced(tmp_path):
 
 
 def test_evaluate_dg_command_on_tiny_fundus_demo(tmp_path):
-    script = _load_script()
+    script = load_script("evaluate_dg")
     out = tmp_path / "dg"
     table_path = script.main(
         task="fundus", output_dir=str(out), variants="full,no_em_no_text", max_epochs=1, image_size=64,
@@ -151,7 +142,7 @@ def test_evaluate_dg_command_on_tiny_fundus_demo(tmp_path):
 
 
 def test_evaluate_dg_command_on_tiny_cardiac_demo(tmp_path):
-    script = _load_script()
+    script = load_script("evaluate_dg")
     out = tmp_path / "dg"
     script.main(task="cardiac", output_dir=str(out), max_epochs=1, image_size=64, n_per_domain=2, batch_size=4)
     with open(out / "dg_results.csv") as f:

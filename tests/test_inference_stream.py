@@ -2,7 +2,6 @@
 every readable image, skips and reports the bad ones in failures.json (the batch is not stopped), and its memory does
 not grow with the number of images. Plus SkipFailedDataset with DataLoader workers."""
 
-import importlib.util
 import json
 import os
 
@@ -10,21 +9,11 @@ import pytest
 from torch.utils.data import DataLoader
 
 from monai_ext.data import SkipFailedDataset
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_inference_stream", os.path.join(REPO, "scripts", "benchmark_inference_stream.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_stream_200_images_with_failures_bounded_memory(tmp_path):
-    figures = _benchmark().run(work_dir=str(tmp_path), n_images=200, image_size=64, n_corrupt=4)
+    figures = load_script("benchmark_inference_stream").run(work_dir=str(tmp_path), n_images=200, image_size=64, n_corrupt=4)
     assert figures["images"] == 201  # 200 + one empty file
     assert figures["failed"] == 5 and figures["predicted"] == figures["masks_written"] == 196
     assert "zz_empty.png" in figures["failed_files"]

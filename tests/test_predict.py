@@ -4,7 +4,6 @@ NIfTI in the DICOM geometry, overlays with the report, no silent overwrite, CSV 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 
 import nibabel as nib
@@ -18,6 +17,7 @@ from monai_ext.data.synthetic import write_dicom_ct_slice
 from monai_ext.data import PydicomSeriesReader
 from monai_ext.engines.predict import BundlePredictor, bundle_parser, predict_csv
 from monai_ext.utils.io import CheckpointError, atomic_save
+from script_loader import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
@@ -154,9 +154,7 @@ def test_csv_mode_reports_failures_at_the_end_without_stopping(predictor, tmp_pa
 
 
 def test_cli_and_checkpoint_errors(checkpoint, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("predict_cli", os.path.join(REPO, "scripts", "predict.py"))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("predict")
     image = write_png(tmp_path / "cli.png", seed=5)
     cli.main(bundle_dir=BUNDLE, checkpoint=checkpoint, configs=DEMO, image=image, text=REPORT, output_dir=str(tmp_path))
     assert "cli_mask.png" in capsys.readouterr().out

@@ -20,6 +20,7 @@ from monai_ext.data.transforms import (
     BinarizeMaskd,
     LabelValueError,
     RandomTextd,
+    RecordSpacingd,
     ValidateLabelValues,
     ValidateLabelValuesd,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "LabelValueError",
     "PydicomSeriesReader",
     "RandomTextd",
+    "RecordSpacingd",
     "SafeSaveImaged",
     "ShapeMismatchError",
     "SkipFailedDataset",

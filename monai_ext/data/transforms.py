@@ -1,4 +1,5 @@
-"""Dataset transforms: one report drawn from several (:class:`RandomTextd`) and checks of label values."""
+"""Dataset transforms: one report drawn from several (:class:`RandomTextd`), checks of label values, and the pixel
+spacing kept for evaluation (:class:`RecordSpacingd`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ __all__ = [
     "BinarizeMaskd",
     "ValidateLabelValues",
     "ValidateLabelValuesd",
+    "RecordSpacingd",
 ]
 
 
@@ -177,4 +179,37 @@ class ValidateLabelValuesd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.validate(d[key])
+        return d
+
+
+class RecordSpacingd(MapTransform):
+    """Keep an image's pixel spacing as a plain entry, so that it survives dropping the metadata (``EnsureTyped`` with
+    ``track_meta=False``) and batching, for distance metrics (HD95, NSD) in the image's own units.
+
+    The spacing is the ``MetaTensor``'s ``pixdim`` at this point of the pipeline: after a ``Resized`` it is the
+    original spacing times the resize factor, so distances come out in millimetres for NIfTI and DICOM images and in
+    pixels of the original image for PNG and JPEG (whose spacing is 1). An image without metadata gets spacing 1.
+
+    Args:
+        keys: the image entry (one key).
+        output_key: where the spacing goes, a float64 tensor with one value per spatial axis.
+
+    Example::
+
+        RecordSpacingd(keys="image")({"image": resized_image})["spacing"]  # tensor([2.0, 1.5]) for 80x60 -> 40x40
+    """
+
+    def __init__(self, keys: KeysCollection = "image", output_key: str = "spacing"):
+        super().__init__(keys)
+        if len(self.keys) != 1:
+            raise ValueError(f"RecordSpacingd takes one image key, got {self.keys}.")
+        self.output_key = output_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        image = d[self.keys[0]]
+        spatial_dims = len(image.shape) - 1
+        pixdim = getattr(image, "pixdim", None) if getattr(image, "meta", None) else None
+        spacing = torch.ones(spatial_dims, dtype=torch.float64) if pixdim is None else torch.as_tensor(pixdim)
+        d[self.output_key] = spacing.to(torch.float64)[:spatial_dims].clone()
         return d

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from ignite.engine import Engine, Events
 
-from monai_ext.engines.handlers import _as_index_map, item_name
+from monai_ext.engines.handlers import _as_index_map, item_name, item_spacing, output_items
 from monai_ext.metrics import SegmentationReport
 from monai_ext.utils.io import atomic_write_json, atomic_write_text
 
@@ -294,7 +294,9 @@ class RegionReportWriter:
     Nested structures are reported as clinicians read them: for fundus the network predicts exclusive classes
     (1 disc rim, 2 cup) while the optic disc is ``label in {1, 2}``. Writes ``report.json`` (per region: per-image mean
     and dataset-level values, empty-mask counts; plus ``mean_over_regions``), ``per_image.csv`` and ``report.md`` to
-    ``output_dir`` when the run completes. HD95 is in pixels of the evaluated (network-sized) images.
+    ``output_dir`` when the run completes. HD95 and NSD use the spacing the pipeline recorded per image
+    (:class:`monai_ext.data.RecordSpacingd`: millimetres for NIfTI/DICOM, pixels of the original image for PNG/JPEG),
+    else pixels of the evaluated (network-sized) images.
 
     Example::
 
@@ -317,18 +319,18 @@ class RegionReportWriter:
     def _start(self, engine: Engine | None = None) -> None:
         self.reports = {name: SegmentationReport(num_classes=1, class_names=[name]) for name in self.regions}
 
-    def add(self, name: str, pred: Any, label: Any) -> None:
-        """Add one image's index maps (prediction and label)."""
+    def add(self, name: str, pred: Any, label: Any, spacing: Sequence[float] | None = None) -> None:
+        """Add one image's index maps (prediction and label), with its pixel spacing for HD95 and NSD."""
         pred, label = np.asarray(pred), np.asarray(label)
         for region, values in self.regions.items():
-            self.reports[region].add(name, np.isin(pred, values), np.isin(label, values))
+            self.reports[region].add(name, np.isin(pred, values), np.isin(label, values), spacing=spacing)
 
     def _add(self, engine: Engine) -> None:
-        for i, item in enumerate(engine.state.output):
+        for i, item in enumerate(output_items(engine)):
             if item.get("label") is None:
                 raise ValueError("RegionReportWriter needs labels.")
             name = item_name(item, fallback=f"item{engine.state.iteration:05d}_{i}")
-            self.add(name, _as_index_map(item["pred"]), _as_index_map(item["label"]))
+            self.add(name, _as_index_map(item["pred"]), _as_index_map(item["label"]), spacing=item_spacing(item))
 
     def summary(self) -> dict[str, Any]:
         regions = {}
@@ -364,9 +366,10 @@ class RegionReportWriter:
             return "n/a" if value is None else f"{value * scale:.2f}"
 
         lines = [
-            f"Images: {summary['num_images']}",
+            f"Images: {summary['num_images']}. HD95 in the images' own units: millimetres for NIfTI/DICOM, pixels of "
+            "the original image for PNG/JPEG.",
             "",
-            "| region | labels | Dice per-image mean (%) | Dice dataset-level (%) | IoU per-image mean (%) | HD95 (px) | NSD (%) |",
+            "| region | labels | Dice per-image mean (%) | Dice dataset-level (%) | IoU per-image mean (%) | HD95 | NSD (%) |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         rows = list(summary["regions"].items()) + [("mean", {**summary["mean_over_regions"], "labels": ""})]
@@ -568,7 +571,7 @@ def run_domain_generalization(
                 results[variant][target] = json.load(f)
             mean = results[variant][target]["mean_over_regions"]["per_image_mean"]
             progress(f"variant '{variant}' on '{target}': mean Dice {_fmt(100 * (mean['dice'] or float('nan')))}%, "
-                     f"mean HD95 {_fmt(mean['hd95'])} px")
+                     f"mean HD95 {_fmt(mean['hd95'])}")
 
     first_report = next(iter(next(iter(results.values())).values()))
     region_names = first_report.get("region_names") or list(first_report["regions"])
@@ -577,9 +580,9 @@ def run_domain_generalization(
     minutes = (time.time() - started) / 60
     header = (
         f"# Single-source domain generalisation: trained on '{source}', tested on {', '.join(targets)}\n\n"
-        f"Dice: per-image mean over the target domain's images (%); HD95: per-image mean in pixels at the network's "
-        f"input size (images where prediction or label is empty are left out of HD95). `mean` rows average the target "
-        f"domains. Total time {minutes:.1f} min.\n\n"
+        f"Dice: per-image mean over the target domain's images (%); HD95: per-image mean in the images' own units, "
+        f"millimetres for NIfTI/DICOM, pixels of the original image for PNG/JPEG (images where prediction or label is "
+        f"empty are left out of HD95). `mean` rows average the target domains. Total time {minutes:.1f} min.\n\n"
     )
     paths = {
         "markdown": os.path.join(output_dir, "dg_results.md"),

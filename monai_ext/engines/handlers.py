@@ -23,6 +23,7 @@ __all__ = [
     "FailureReport",
     "LoaderWaitMonitor",
     "item_name",
+    "item_spacing",
     "output_items",
 ]
 
@@ -49,15 +50,22 @@ def item_name(item: dict[str, Any], fallback: str) -> str:
 
 
 def output_items(engine: Engine) -> list[dict[str, Any]]:
-    """The decollated output items of the current iteration, each with the ``name``, ``text`` and ``slice_index`` of
-    its input item added (MONAI's engines keep only image, label and pred in the output)."""
+    """The decollated output items of the current iteration, each with the ``name``, ``text``, ``slice_index`` and
+    ``spacing`` of its input item added (MONAI's engines keep only image, label and pred in the output)."""
     batch = engine.state.batch if isinstance(engine.state.batch, list) else []
     items = []
     for i, item in enumerate(engine.state.output):
         source = batch[i] if i < len(batch) and isinstance(batch[i], dict) else {}
-        extra = {k: source[k] for k in ("name", "text", "slice_index") if k in source and k not in item}
+        extra = {k: source[k] for k in ("name", "text", "slice_index", "spacing") if k in source and k not in item}
         items.append({**extra, **item})
     return items
+
+
+def item_spacing(item: dict[str, Any]) -> list[float] | None:
+    """The pixel spacing an item's pipeline recorded (:class:`monai_ext.data.RecordSpacingd`), None when it has none
+    (distances are then in pixels of the evaluated image)."""
+    spacing = item.get("spacing")
+    return None if spacing is None else [float(v) for v in torch.as_tensor(spacing).flatten()]
 
 
 def _as_index_map(pred: torch.Tensor | np.ndarray, spatial_shape: Sequence[int] | None = None) -> np.ndarray:
@@ -165,6 +173,7 @@ class SegmentationReportWriter:
                 item_name(item, fallback=f"item{engine.state.iteration:05d}_{i}"),
                 _as_index_map(item["pred"]),
                 _as_index_map(item["label"]),
+                spacing=item_spacing(item),
                 extra=extra,
             )
 

@@ -35,7 +35,11 @@ CONVENTIONS = {
         "prediction and label both empty: Dice=IoU=1, HD95=0, NSD=1 (counted in the means); exactly one empty: "
         "Dice=IoU=0, NSD=0, HD95 undefined (excluded from the HD95 mean, counted as hd95_undefined)"
     ),
-    "units": "HD95 and the NSD tolerance are in spacing units (pixels when no spacing is given)",
+    "units": (
+        "HD95 and the NSD tolerance are in spacing units: the image's own when its pipeline records it "
+        "(monai_ext.data.RecordSpacingd: mm for NIfTI/DICOM, pixels of the original image for PNG/JPEG), "
+        "else pixels of the evaluated image"
+    ),
 }
 
 
@@ -324,7 +328,9 @@ class SegmentationReport:
 
         lines = [
             f"{summary['num_images']} images. Per-image mean (LViT convention) and dataset-level "
-            "(GuideDecoder/TGC-Net convention) are different conventions; do not compare one with the other.",
+            "(GuideDecoder/TGC-Net convention) are different conventions; do not compare one with the other. HD95 "
+            "and the NSD tolerance are in the images' own units when the pipeline records their spacing (millimetres "
+            "for NIfTI/DICOM, pixels of the original image for PNG/JPEG), else in pixels of the evaluated images.",
             "",
             "| class | Dice per-image mean (%) | IoU per-image mean (%) | Dice dataset-level (%) | IoU dataset-level (%)"
             f" | HD95 per-image mean | NSD@{self.nsd_tolerance:g} per-image mean (%) | images with both / only pred /"
