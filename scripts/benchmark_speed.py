@@ -19,6 +19,8 @@ CLIP weights are random (timing does not depend on them), so nothing is download
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 import platform
 import resource
@@ -162,6 +164,15 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
         "peak_memory_mib": memory / 2**20, "memory_kind": "cuda max allocated" if device.type == "cuda"
         else "process peak RSS (monotonic over the run)", **counts,
     }
+
+
+def benchmark_model_in_fresh_process(name, mode, batch, variant, args) -> dict:
+    """:func:`benchmark_model` in a spawned process, so that the peak RSS is this row's alone (on a CPU the process's
+    peak is otherwise monotonic over the whole run and every row after the largest one shows the largest)."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        row = pool.submit(benchmark_model, name, mode, batch, variant, args).result()
+    return {**row, "memory_kind": "peak RSS of a fresh process for this row (Python and torch included)"}
 
 
 def benchmark_text(args) -> list[dict]:
@@ -353,10 +364,12 @@ def main(
     loop_workers=(0, 2),
     loop_batch_size: int = 16,
     loop_epochs: int = 1,
+    isolate_rows: bool | None = None,
 ) -> str:
     """Run the benchmark; returns the path of ``speed.md``. ``variants`` from: fp32, bf16, bf16_channels_last,
     bf16_compile, bf16_compile_cudagraphs (bf16 variants use torch.autocast). ``--models "[]" --text False`` times
-    only the data pipeline and the training loop; both run on ``loader_images`` demo images."""
+    only the data pipeline and the training loop; both run on ``loader_images`` demo images. ``isolate_rows`` (default:
+    on a CPU) times each model row in a fresh process, so that its peak memory is its own."""
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise ValueError(f"Unknown variants {sorted(unknown)}; choose from {VARIANTS}.")
@@ -379,7 +392,8 @@ def main(
     for index, (name, mode, batch, variant) in enumerate(combos, 1):
         print(f"[{index}/{len(combos)}] {name} {mode} batch {batch} {variant}", flush=True)
         try:
-            row = benchmark_model(name, mode, batch, variant, args)
+            isolate = dev.type == "cpu" if isolate_rows is None else isolate_rows
+            row = (benchmark_model_in_fresh_process if isolate else benchmark_model)(name, mode, batch, variant, args)
         except Exception as error:  # one failing variant (out of memory, a compiler error) must not lose the others
             kind = "out of memory" if isinstance(error, torch.OutOfMemoryError) else type(error).__name__
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""

@@ -6,11 +6,11 @@ import json
 import os
 
 import pytest
-from script_loader import load_script
+from script_loader import REPO, load_script
 
 SMALL = dict(device="cpu", clip_model_name="monai-textseg-tiny-clip", image_size=64, batch_sizes=(2,), iterations=1,
              warmup=1, loader_images=8, loader_workers=(0,), loader_cache_rates=(1.0,), loader_epochs=1,
-             loop_workers=(0,), loop_batch_size=4, loop_epochs=2)
+             loop_workers=(0,), loop_batch_size=4, loop_epochs=2, isolate_rows=False)
 
 
 @pytest.fixture
@@ -61,6 +61,20 @@ def test_a_failing_model_becomes_a_failed_row(speed_script, tmp_path, monkeypatc
     assert failed["error"] == "RuntimeError: no kernel for this device"
     assert finished["model"] == "tgcnet" and finished["images_per_s"] > 0
     assert "failed: RuntimeError: no kernel for this device" in open(os.path.join(out, "speed.md")).read()
+
+
+def test_rows_in_fresh_processes_measure_their_own_memory(speed_script, tmp_path, monkeypatch):
+    """On a CPU each row runs in a spawned process (which imports the script from the scripts folder)."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "scripts"))
+    out = str(tmp_path / "speed")
+    settings = {**SMALL, "isolate_rows": None, "batch_sizes": (1,)}  # None: isolated, as on a CPU by default
+    speed_script.main(output_dir=out, models=("basicunet",), modes=("inference",), text=False, data_pipeline=False,
+                      training_loop=False, **settings)
+    with open(os.path.join(out, "speed.json")) as f:
+        rows = json.load(f)["models"]
+    (row,) = rows
+    assert row["memory_kind"].startswith("peak RSS of a fresh process") and row["images_per_s"] > 0
+    assert 0 < row["peak_memory_mib"] < 4096
 
 
 def test_unknown_variant_is_refused(speed_script, tmp_path):
