@@ -259,9 +259,9 @@ def benchmark_training_loop(args, data_dir: str) -> list[dict]:
         trainer.run()
         timed = monitor.epochs[1:]
         seconds = sum(e["seconds"] for e in timed)
+        images = sum(e["images"] for e in timed)
         rows.append({"num_workers": workers, "batch": args["loop_batch_size"], "amp": bool(trainer.amp),
-                     "images": sum(e["images"] for e in timed),
-                     "images_per_s": sum(e["images"] for e in timed) / seconds,
+                     "images": images, "images_per_s": images / seconds,
                      "wait_fraction": sum(e["wait_seconds"] for e in timed) / seconds})
         print("   ", rows[-1], flush=True)
         del trainer
@@ -389,11 +389,12 @@ def main(
         "models": [],
     }
     combos = [(m, mode, b, v) for m in models for mode in modes for b in batch_sizes for v in variants]
+    isolate = dev.type == "cpu" if isolate_rows is None else isolate_rows
+    run_row = benchmark_model_in_fresh_process if isolate else benchmark_model
     for index, (name, mode, batch, variant) in enumerate(combos, 1):
         print(f"[{index}/{len(combos)}] {name} {mode} batch {batch} {variant}", flush=True)
         try:
-            isolate = dev.type == "cpu" if isolate_rows is None else isolate_rows
-            row = (benchmark_model_in_fresh_process if isolate else benchmark_model)(name, mode, batch, variant, args)
+            row = run_row(name, mode, batch, variant, args)
         except Exception as error:  # one failing variant (out of memory, a compiler error) must not lose the others
             kind = "out of memory" if isinstance(error, torch.OutOfMemoryError) else type(error).__name__
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""

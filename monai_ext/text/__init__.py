@@ -2,7 +2,7 @@
 
 from .cache import TextEmbeddingCache
 from .knowledge import AddKnowledged, KnowledgeBaseError, MedicalKnowledgeBase
-from .report_file import SidecarReportd, sidecar_report_path
+from .report_file import SidecarReportd, read_sidecar_report, sidecar_report_path
 from .tokenize import ClipTokenize, ClipTokenized, HFTokenize, HFTokenized, TextInputError
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "SidecarReportd",
     "TextEmbeddingCache",
     "TextInputError",
+    "read_sidecar_report",
     "sidecar_report_path",
 ]
