@@ -136,6 +136,44 @@ def test_inference_writes_index_masks_at_input_size(trained, tmp_path):
     assert len(glob.glob(str(out / "overlays" / "*.png"))) == 1
 
 
+def _infer_folder(folder, output_dir, ckpt_dir, **overrides):
+    workflow = ConfigWorkflow(
+        config_file=[os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo_inference.json")],
+        workflow_type="infer",
+        bundle_root=BUNDLE,
+        dataset_dir=folder,
+        ckpt_dir=ckpt_dir,
+        output_dir=output_dir,
+        image_size=SIZE,
+        **overrides,
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+
+
+def test_inference_over_a_folder_skips_broken_images_and_keeps_existing_outputs(trained, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sorted(glob.glob(os.path.join(trained["data_dir"], "domain_b", "images", "*.png")))[:2]:
+        with open(path, "rb") as src, open(folder / os.path.basename(path), "wb") as dst:
+            dst.write(src.read())
+    (folder / "broken.png").write_bytes(b"")
+    out = str(tmp_path / "pred")
+    _infer_folder(str(folder), out, trained["ckpt_dir"])
+    assert len(glob.glob(os.path.join(out, "masks", "*.png"))) == 2
+    with open(os.path.join(out, "failures.json")) as f:
+        failures = json.load(f)
+    assert [os.path.basename(item["item"]) for item in failures["failures"]] == ["broken.png"]
+    written = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(out, "**", "*.png"), recursive=True)}
+    with pytest.raises(Exception) as info:  # ConfigWorkflow wraps it in a RuntimeError
+        _infer_folder(str(folder), out, trained["ckpt_dir"])
+    assert "already exists; set overwrite=True" in repr(info.value) + repr(info.value.__cause__)
+    assert {p: os.path.getmtime(p) for p in written} == written
+    _infer_folder(str(folder), out, trained["ckpt_dir"], overwrite=True)
+    assert len(glob.glob(os.path.join(out, "masks", "*.png"))) == 2
+
+
 def test_torchscript_export_matches_eager(trained, tmp_path):
     ts_path = str(tmp_path / "model.ts")
     overrides = {"bundle_root": BUNDLE, "image_size": SIZE}
