@@ -36,6 +36,7 @@ if REPO_ROOT not in sys.path:
 from monai_ext.data.synthetic import make_chest_xray_dataset, make_rereported_split  # noqa: E402
 from monai_ext.engines.bundle_runner import run_bundle  # noqa: E402
 from monai_ext.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 BUNDLE = os.path.join(REPO_ROOT, "bundles", "tgcnet")
 # variant -> (extra configs, overrides, dataset: "reports" or "generic")
@@ -241,4 +242,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    fire.Fire(checked_flags(main))

@@ -23,6 +23,7 @@ from monai.networks.nets import BasicUNet  # noqa: E402
 
 from monai_ext.networks import TGCNet, VLSANet, count_parameters  # noqa: E402
 from monai_ext.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 FUNDUS_PROMPTS = os.path.join(REPO_ROOT, "bundles", "vlsanet", "configs", "prompts_fundus.json")
 
@@ -68,4 +69,4 @@ def main(output_dir: str = "benchmark_results/parameters", clip_model_name: str 
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    fire.Fire(checked_flags(main))

@@ -42,6 +42,7 @@ from monai.networks.nets import BasicUNet  # noqa: E402
 
 from monai_ext.networks import TGCNet, VLSANet, count_parameters, get_clip_tokenizer  # noqa: E402
 from monai_ext.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 FUNDUS_PROMPTS = os.path.join(REPO_ROOT, "bundles", "vlsanet", "configs", "prompts_fundus.json")
 VARIANTS = ("fp32", "bf16", "bf16_channels_last", "bf16_compile", "bf16_compile_cudagraphs")
@@ -431,4 +432,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    fire.Fire(checked_flags(main))

@@ -32,6 +32,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from monai_ext.engines import domain_generalization as dg  # noqa: E402
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 BUNDLE = os.path.join(REPO_ROOT, "bundles", "vlsanet")
 DEFAULT_SOURCE = {"fundus": "domain_a", "cardiac": "bssfp"}
@@ -148,4 +149,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    fire.Fire(checked_flags(main))

@@ -27,7 +27,8 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from monai_ext.utils.export import export_bundle_model  # noqa: E402
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 if __name__ == "__main__":
     # Prints the written files, input shapes and the largest difference from PyTorch.
-    fire.Fire(export_bundle_model)
+    fire.Fire(checked_flags(export_bundle_model))

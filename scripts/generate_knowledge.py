@@ -33,6 +33,7 @@ from monai_ext.text.knowledge_generation import (  # noqa: E402
     load_local_generator,
     load_term_list,
 )
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 
 def main(
@@ -64,4 +65,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    fire.Fire(checked_flags(main))

@@ -26,6 +26,7 @@ if REPO_ROOT not in sys.path:
 from monai_ext.data.datalist import write_text_datalist  # noqa: E402
 from monai_ext.data.lvit import lvit_split_name, validate_lvit_split  # noqa: E402
 from monai_ext.data.validation import DatasetValidationError  # noqa: E402
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 DATALIST_KEYS = {"Train": "training", "Val": "validation", "Test": "test"}
 
@@ -71,7 +72,7 @@ def main(
 def cli() -> None:
     """Run :func:`main` from the command line; input errors print one clear message instead of a traceback."""
     try:
-        fire.Fire(main, serialize=lambda counts: None)  # main prints its own summary
+        fire.Fire(checked_flags(main), serialize=lambda counts: None)  # main prints its own summary
     except (DatasetValidationError, ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"lvit_to_datalist: error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -28,6 +28,7 @@ from monai_ext.data.synthetic import (  # noqa: E402
     make_chest_xray_dataset,
     make_fundus_dataset,
 )
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 
 def _report(title: str, summary: dict, seconds: float) -> None:
@@ -105,6 +106,7 @@ def all_datasets(out_dir: str = "demo_data", seed: int = 0, overwrite: bool = Fa
 
 if __name__ == "__main__":
     try:
-        fire.Fire({"chest_xray": chest_xray, "fundus": fundus, "cardiac": cardiac, "all": all_datasets})
+        commands = {"chest_xray": chest_xray, "fundus": fundus, "cardiac": cardiac, "all": all_datasets}
+        fire.Fire({name: checked_flags(command) for name, command in commands.items()})
     except (FileExistsError, ValueError) as error:  # bad arguments or an existing output: a message, not a traceback
         sys.exit(f"make_demo_data: {error}")

@@ -25,6 +25,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from monai_ext.utils.packaging import package_bundle, verify_bundle_archive  # noqa: E402
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 
 def main(
@@ -59,4 +60,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    fire.Fire(checked_flags(main))

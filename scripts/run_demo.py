@@ -24,6 +24,7 @@ if REPO_ROOT not in sys.path:
 
 from monai_ext.engines.bundle_runner import run_bundle  # noqa: E402
 from monai_ext.utils.io import atomic_write_text  # noqa: E402
+from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 TGCNET_BUNDLE = os.path.join(REPO_ROOT, "bundles", "tgcnet")
 
@@ -104,4 +105,4 @@ def main(output_dir: str = "demo_output", max_epochs: int | None = None, overwri
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    fire.Fire(checked_flags(main))

@@ -11,6 +11,7 @@ from typing import Any
 
 from monai.transforms import SaveImaged
 
+from monai_ext.utils.flags import ensure_flag
 from monai_ext.utils.io import _fsync_directory
 
 __all__ = ["SafeSaveImaged", "atomic_image_writer"]
@@ -66,7 +67,7 @@ class SafeSaveImaged(SaveImaged):
 
     def __init__(self, *args, overwrite: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.overwrite = overwrite
+        self.overwrite = ensure_flag(overwrite, "overwrite")
         self.saver.writers = tuple(atomic_image_writer(w) for w in self.saver.writers)
 
     def _target(self, img: Any, meta: Mapping | None) -> str:

@@ -14,6 +14,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_ext.metrics import SegmentationReport
+from monai_ext.utils.flags import ensure_flag
 from monai_ext.utils.visualize import save_overlay_png
 
 __all__ = [
@@ -95,7 +96,7 @@ class OverlayWriter:
     def __init__(self, output_dir: str, max_images: int | None = 16, overwrite: bool = True, text_key: str = "text"):
         self.output_dir = output_dir
         self.max_images = max_images
-        self.overwrite = overwrite
+        self.overwrite = ensure_flag(overwrite, "overwrite")
         self.text_key = text_key
         self._written = 0
 
@@ -152,7 +153,7 @@ class SegmentationReportWriter:
         self.output_dir = output_dir
         self.num_classes = num_classes
         self.class_names = class_names
-        self.overwrite = overwrite
+        self.overwrite = ensure_flag(overwrite, "overwrite")
         self.text_key = text_key
         self.report: SegmentationReport | None = None
 
@@ -243,7 +244,7 @@ class FailureReport:
     def __init__(self, dataset: Any, output_dir: str, overwrite: bool = False, raise_on_failure: bool = False):
         self.dataset = dataset
         self.output_dir = output_dir
-        self.overwrite = overwrite
+        self.overwrite = ensure_flag(overwrite, "overwrite")
         self.raise_on_failure = raise_on_failure
         self.failures: list[dict] = []
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from monai_ext.utils.flags import ensure_flag
 from monai_ext.utils.io import CheckpointError, atomic_save, safe_torch_load
 
 __all__ = ["TrainerCheckpoint", "EpochSeeder", "epoch_seed"]
@@ -110,7 +111,7 @@ class TrainerCheckpoint:
             raise ValueError(f"save_interval must be >= 1, got {save_interval}.")
         self.save_dir = os.fspath(save_dir)
         self.save_dict = dict(save_dict)
-        self.resume = bool(resume)
+        self.resume = ensure_flag(resume, "resume")
         self.save_interval = int(save_interval)
         self.path = os.path.join(self.save_dir, filename)
         self.map_location = map_location

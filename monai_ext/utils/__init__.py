@@ -15,6 +15,7 @@ from .io import (
     sha256_file,
 )
 from .visualize import render_overlay, save_overlay_grid, save_overlay_png
+from .flags import checked_flags, ensure_flag
 from .export import ExportWrapper, example_inputs, export_bundle_model, export_onnx, export_torchscript
 from .packaging import package_bundle, verify_bundle_archive, vendored_requirements
 
@@ -34,6 +35,8 @@ __all__ = [
     "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
+    "checked_flags",
+    "ensure_flag",
     "check_within_root",
     "extract_state_dict",
     "load_state_dict_checked",

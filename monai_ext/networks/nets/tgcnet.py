@@ -28,6 +28,7 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
 from monai_ext.networks.clip import create_clip, get_clip_tokenizer
 from monai_ext.networks.utils import count_parameters
+from monai_ext.utils.flags import ensure_flag
 
 __all__ = ["TGCNet"]
 
@@ -176,6 +177,9 @@ class TGCNet(nn.Module):
         clip = create_clip(clip_model_name, pretrained=clip_pretrained, checkpoint=clip_checkpoint)
         self.clip_model_name = clip_model_name
         self.in_channels = in_channels
+        use_cnn_branch = ensure_flag(use_cnn_branch, "use_cnn_branch")
+        use_knowledge = ensure_flag(use_knowledge, "use_knowledge")
+        use_vlcm = ensure_flag(use_vlcm, "use_vlcm")
         self.use_cnn_branch = use_cnn_branch
         self.use_knowledge = use_knowledge
         self.use_vlcm = use_vlcm

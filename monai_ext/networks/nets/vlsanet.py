@@ -36,6 +36,7 @@ from monai_ext.networks.blocks.em_aggregation import EMAggregation
 from monai_ext.networks.blocks.text_guided_decoder import TextGuidedPixelDecoder
 from monai_ext.networks.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
 from monai_ext.networks.utils import count_parameters
+from monai_ext.utils.flags import ensure_flag
 
 __all__ = ["VLSANet", "load_class_prompts"]
 
@@ -167,6 +168,9 @@ class VLSANet(nn.Module):
         alignment_temperature: float = 0.07,
     ) -> None:
         super().__init__()
+        use_em, use_text = ensure_flag(use_em, "use_em"), ensure_flag(use_text, "use_text")
+        if isinstance(freeze_clip, str) and freeze_clip.lower() in ("true", "false"):
+            ensure_flag(freeze_clip, "freeze_clip")  # raises, saying how to write it on the command line
         if freeze_clip != "partial" and not isinstance(freeze_clip, bool):
             raise ValueError(f"freeze_clip must be True, False or 'partial', got {freeze_clip!r}.")
         if (freeze_clip == "partial") != (tune_last_blocks is not None):
