@@ -112,8 +112,46 @@ def corrupt_nifti(tmp):
 
 
 def not_2d_or_3d(tmp):
-    path = _nifti(tmp / "4d.nii.gz", np.zeros((4, 4, 4, 2, 2)))
+    path = _nifti(tmp / "5d.nii.gz", np.zeros((4, 4, 4, 2, 2)))
     return lambda: CheckedLoadImaged(keys="image")({"image": path}), path
+
+
+def four_d_nifti(tmp):
+    path = _nifti(tmp / "4d.nii.gz", np.zeros((8, 8, 4, 2)))
+    return lambda: CheckedLoadImaged(keys="image")({"image": path}), path
+
+
+def _bundle_loader(bundle):
+    """The CheckedLoadImaged of a bundle's training ``load_transforms``, as its config builds it."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(os.path.join(REPO, "bundles", bundle, "configs", "train.json"))
+    index = next(i for i, t in enumerate(parser["load_transforms"]) if t["_target_"].endswith("CheckedLoadImaged"))
+    return parser.get_parsed_content(f"load_transforms#{index}")
+
+
+def rgba_image_into_grey_bundle(tmp):
+    image = _png(tmp / "rgba.png", np.full((8, 8, 4), 200))
+    mask = _png(tmp / "mask.png", np.zeros((8, 8)))
+    return lambda: _bundle_loader("tgcnet")({"image": image, "label": mask}), image
+
+
+def colour_mask(tmp):
+    image = _png(tmp / "img.png", np.zeros((8, 8)))
+    mask = _png(tmp / "mask_colour.png", np.stack([np.full((8, 8), 255), np.zeros((8, 8)), np.zeros((8, 8))], -1))
+    return lambda: _bundle_loader("tgcnet")({"image": image, "label": mask}), mask
+
+
+def grey_image_into_colour_bundle(tmp):
+    image = _png(tmp / "grey_fundus.png", np.full((8, 8), 100))
+    mask = _png(tmp / "mask.png", np.zeros((8, 8)))
+    return lambda: _bundle_loader("vlsanet")({"image": image, "label": mask}), image
+
+
+def volume_into_2d_bundle(tmp):
+    image, mask = _nifti(tmp / "volume.nii.gz", np.zeros((8, 8, 4))), _nifti(tmp / "labels.nii.gz", np.zeros((8, 8, 4)))
+    return lambda: _bundle_loader("vlsanet")({"image": image, "label": mask}), image
 
 
 def size_mismatch(tmp):
@@ -224,6 +262,11 @@ CASES = [
     ("corrupt_dicom", corrupt_dicom, ImageReadError, r"Cannot (read|decode).*DICOM|pixel data", None),
     ("corrupt_nifti", corrupt_nifti, ImageReadError, r"Cannot read image.*corrupt or truncated", None),
     ("image_not_2d_or_3d", not_2d_or_3d, ImageReadError, r"spatial dimension\(s\), expected 2 or 3", None),
+    ("image_4d_nifti", four_d_nifti, ImageReadError, r"is 4D: 2 volumes .*expected one 2D or 3D image", None),
+    ("rgba_image_into_grey_bundle", rgba_image_into_grey_bundle, None, None, "one_channel"),
+    ("colour_mask", colour_mask, ImageReadError, r"colour channels that differ; expected a single-channel mask", None),
+    ("grey_image_into_colour_bundle", grey_image_into_colour_bundle, None, None, "three_channels"),
+    ("volume_into_2d_bundle", volume_into_2d_bundle, ImageReadError, r"is 3D .*expected a 2D image: slice volumes first", None),
     ("mask_image_size_mismatch", size_mismatch, ShapeMismatchError, r"mask_small.png' has spatial shape \(6, 8\) but image .*img.png", None),
     ("non_binary_mask", non_binary_mask, LabelValueError, r"is not binary.*values \[0, 3, 128, 255\]", None),
     ("label_out_of_range", out_of_range_label, LabelValueError, r"values \[7\].*outside the allowed", None),
@@ -263,6 +306,10 @@ def test_bad_input(tmp_path, caplog, case, error, problem, check):
     if check == "tokens":
         tokens = result["text_tokens"]
         assert tokens.shape == (77,) and tokens.dtype == torch.long and int(tokens[0]) != 0 and int(tokens[1]) != 0
+    elif check in ("one_channel", "three_channels"):
+        channels = 1 if check == "one_channel" else 3
+        assert result["image"].shape == (channels, 8, 8) and result["label"].shape == (1, 8, 8)
+        assert float(result["image"].min()) == float(result["image"].max()) > 0  # grey stays grey
     elif check == "records":
         assert [r["name"] for r in result] == ["a", "b"] and result[0]["text"] == "Left lung."
 

@@ -72,13 +72,24 @@ def test_tgcnet_preprocessing_reads_the_report_of_a_datastore_item(tmp_path):
         torch.testing.assert_close(torch.as_tensor(item["text_tokens"]), tokenizer([expected])[0])
 
 
-def test_inference_over_a_folder_uses_report_files(tmp_path):
-    for name in ("a", "b"):
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / f"{name}.png")
-    write(tmp_path / "a.txt", "Infection in the upper right lung.")
-    records = {os.path.basename(r["image"]): r["text"] for r in inference_records(str(tmp_path), default_text="any")}
-    assert records == {"a.png": "Infection in the upper right lung.", "b.png": "any"}
-    shared = inference_records(str(tmp_path), text="one report for all", default_text="any")
+def test_inference_over_a_folder_uses_report_files_and_skips_bad_ones(tmp_path):
+    """The bundle's inference dataset: the report file where there is one, the default prompt where not, and an empty
+    report file is one failed item named in the failures, not the end of the run."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(images / f"{name}.png")
+    write(images / "a.txt", "Infection in the upper right lung.")
+    write(images / "c.txt", "   ")
+    configs = os.path.join(REPO, "bundles", "tgcnet", "configs")
+    parser = ConfigParser()
+    parser.read_config([os.path.join(configs, "inference.json"), os.path.join(configs, "demo_inference.json")])
+    parser.update({"bundle_root": os.path.join(REPO, "bundles", "tgcnet"), "dataset_dir": str(images),
+                   "output_dir": str(tmp_path / "out"), "image_size": 32})  # fmt: skip
+    dataset = parser.get_parsed_content("dataset")
+    texts = {os.path.basename(item["image"].meta["filename_or_obj"]): item["text"] for item in dataset}
+    assert texts == {"a.png": "Infection in the upper right lung.", "b.png": parser["default_prompt"]}
+    assert [os.path.basename(f["item"]) for f in dataset.failures] == ["c.png"]
+    assert "c.txt" in dataset.failures[0]["message"] and "empty" in dataset.failures[0]["message"]
+    shared = inference_records(str(images), text="one report for all")
     assert {r["text"] for r in shared} == {"one report for all"}
-    with pytest.raises(ValueError, match="b.png"):
-        inference_records(str(tmp_path))  # b has neither a report file nor a default

@@ -92,6 +92,34 @@ def test_inference_writes_masks_at_input_size(trained, tmp_path):
     assert len(glob.glob(str(out / "overlays" / "*.png"))) == 4
 
 
+def test_inference_reads_colour_copies_of_a_grey_image_as_the_grey_image(trained, tmp_path):
+    with open(os.path.join(trained["dataset_dir"], "datalist.json")) as f:
+        grey = np.asarray(Image.open(os.path.join(trained["dataset_dir"], json.load(f)["test"][0]["image"])))
+    grey = grey[:, : grey.shape[1] * 3 // 4]  # not square: a swapped axis would show
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(grey).save(folder / "grey.png")
+    Image.fromarray(np.stack([grey] * 3, -1)).save(folder / "rgb.png")
+    Image.fromarray(np.stack([grey] * 3 + [np.full_like(grey, 255)], -1)).save(folder / "rgba.png")
+    out = tmp_path / "pred"
+    workflow = ConfigWorkflow(
+        config_file=[os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo_inference.json")],
+        workflow_type="infer",
+        bundle_root=BUNDLE,
+        dataset_dir=str(folder),
+        text="Infection in the upper left lung.",
+        ckpt_dir=trained["ckpt_dir"],
+        output_dir=str(out),
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    masks = {name: np.asarray(Image.open(out / "masks" / f"{name}_mask.png")) for name in ("grey", "rgb", "rgba")}
+    assert masks["grey"].shape == grey.shape
+    np.testing.assert_array_equal(masks["rgb"], masks["grey"])
+    np.testing.assert_array_equal(masks["rgba"], masks["grey"])
+
+
 def test_torchscript_export_matches_eager(trained, tmp_path):
     # ckpt_export + torch.jit.load + comparison with the eager network, as in test_model_zoo_checks, on trained weights.
     diff = check_ckpt_export(BUNDLE, TRAIN, os.path.join(trained["ckpt_dir"], "model.pt"), str(tmp_path / "model.ts"))

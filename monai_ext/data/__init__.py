@@ -7,6 +7,7 @@ from monai_ext.data.inference_records import inference_records
 from monai_ext.data.lvit import find_lvit_text_table, load_lvit_split, lvit_split_name, validate_lvit_split
 from monai_ext.data.readers import (
     CheckedLoadImage,
+    match_channels,
     CheckedLoadImaged,
     ImageNotFoundError,
     ImageReadError,
@@ -32,6 +33,7 @@ __all__ = [
     "BinarizeMask",
     "BinarizeMaskd",
     "CheckedLoadImage",
+    "match_channels",
     "CheckedLoadImaged",
     "DatasetValidationError",
     "ImageNotFoundError",

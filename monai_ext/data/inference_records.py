@@ -6,8 +6,6 @@ from __future__ import annotations
 import glob
 import os
 
-from monai_ext.text.report_file import read_sidecar_report
-
 __all__ = ["inference_records"]
 
 
@@ -23,12 +21,14 @@ def inference_records(
 
     With ``datalist_file`` (decathlon JSON; entries may carry ``text``) the entries under ``key`` are used, paths
     relative to ``dataset_dir``; otherwise every file matching ``image_glob`` in ``dataset_dir``. ``text`` overrides the
-    report for all images; an image without a report takes the text file beside it (``case_001.png`` ->
-    ``case_001.txt``, :func:`monai_ext.text.read_sidecar_report`) when there is one, else ``default_text``.
+    report for all images; an image without a report gets ``default_text`` when it is given, else no ``text`` entry.
+
+    Report files beside the images (``case_001.png`` -> ``case_001.txt``) are read later, by
+    :class:`monai_ext.text.SidecarReportd` in the bundle's preprocessing: an empty or unreadable report file is then
+    one failed item of the run (see :class:`monai_ext.data.SkipFailedDataset`), not the end of it.
 
     Raises:
         FileNotFoundError: the folder or datalist does not exist, or nothing matches.
-        ValueError: an image has no report and there is no ``default_text``; a report file is empty or not UTF-8.
     """
     if datalist_file:
         from monai_ext.data.datalist import load_text_datalist
@@ -44,10 +44,6 @@ def inference_records(
     for record in records:
         if text is not None:
             record["text"] = text
-        elif not record.get("text"):
-            record["text"] = read_sidecar_report(record["image"])
-        if not record.get("text"):
-            if default_text is None:
-                raise ValueError(f"No report for {record['image']} and no default text given.")
+        elif not record.get("text") and default_text is not None:
             record["text"] = default_text
     return records

@@ -266,23 +266,72 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {first_line[:300]} (is the file corrupt or truncated?)"
 
 
+# ITU-R BT.601 luma, as PIL's convert("L").
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def match_channels(image: MetaTensor, channels: int, name: str, mask: bool = False) -> MetaTensor:
+    """Bring a channel-first image to ``channels`` channels, or refuse it naming the file.
+
+    An alpha channel (grey + alpha, RGB + alpha) is dropped. To one channel: an RGB image whose channels are equal
+    (a grey picture saved as colour) keeps its first channel; other RGB images become their luma (ITU-R BT.601), and
+    a *mask* with differing colour channels is refused (its values would stop being labels). To three channels: a
+    grey image is repeated.
+
+    Raises:
+        ImageReadError: a channel count that cannot be brought to ``channels``, or a colour mask; names the file.
+    """
+    count = int(image.shape[0])
+    if count == channels:
+        return image
+    data = image.as_tensor()
+    if count in (2, 4):
+        data = data[:-1]
+    if data.shape[0] == 3 and channels == 1:
+        if bool((data == data[:1]).all()):
+            data = data[:1]
+        elif mask:
+            raise ImageReadError(
+                f"Mask '{name}' has colour channels that differ; expected a single-channel mask (one value per "
+                "pixel: 0/1, 0/255 or class indices)."
+            )
+        else:
+            weights = torch.tensor(_LUMA_WEIGHTS, dtype=data.dtype).view(3, *([1] * (data.ndim - 1)))
+            data = (data * weights).sum(0, keepdim=True)
+    elif data.shape[0] == 1 and channels == 3:
+        data = data.repeat(3, *([1] * (data.ndim - 1)))
+    if data.shape[0] != channels:
+        raise ImageReadError(f"Image '{name}' has {count} channels; expected {channels} (grey, RGB or with alpha).")
+    meta = dict(image.meta)
+    # One channel left: writers must treat predictions of this image as single-channel, as for a grey file.
+    meta["original_channel_dim"] = float("nan") if channels == 1 else meta.get("original_channel_dim", -1)
+    return MetaTensor(data, meta=meta)
+
+
 class CheckedLoadImage(Transform):
     """Load one image as a channel-first :class:`~monai.data.MetaTensor`, turning every failure into a clear error.
 
     Uses :class:`monai.transforms.LoadImage` (``image_only=True``); DICOM files and folders are read with
-    :class:`PydicomSeriesReader` unless ``reader`` is given. After reading it checks that the image is 2D or 3D and
-    (with ``check_finite``) has no NaN/Inf value.
+    :class:`PydicomSeriesReader` unless ``reader`` is given. After reading it checks that the image is one 2D or 3D
+    image (a 4D NIfTI of channels or time points is refused), brings it to ``channels`` channels
+    (:func:`match_channels`) and (with ``check_finite``) checks it has no NaN/Inf value.
 
     Args:
         reader: reader(s) passed to ``LoadImage`` instead of the automatic choice.
         ensure_channel_first: add/move the channel to dimension 0.
         dtype: output data type.
         check_finite: reject images with NaN or Inf values.
+        channels: channels the image must end up with (1: grey, 3: RGB); ``None`` keeps what the file has. Needs
+            ``ensure_channel_first``.
+        mask: the file is a mask: colour channels are merged only when equal.
+        spatial_dims: 2 or 3 to require that many spatial dimensions (a 3D image one slice thick counts as 2D and
+            loses its last axis); ``None`` accepts both. Needs ``ensure_channel_first``.
         kwargs: further ``LoadImage`` arguments.
 
     Raises (when called):
         ImageNotFoundError: the path does not exist.
-        ImageReadError: the file cannot be read, is not 2D/3D or has NaN/Inf values; names the file and the problem.
+        ImageReadError: the file cannot be read, is not one 2D/3D image, has a channel count that cannot become
+            ``channels``, or has NaN/Inf values; names the file and the problem.
 
     Example::
 
@@ -295,10 +344,20 @@ class CheckedLoadImage(Transform):
         ensure_channel_first: bool = True,
         dtype: Any = np.float32,
         check_finite: bool = True,
+        channels: int | None = None,
+        mask: bool = False,
+        spatial_dims: int | None = None,
         **kwargs,
     ):
+        if (channels is not None or spatial_dims is not None) and not ensure_channel_first:
+            raise ValueError("channels and spatial_dims need ensure_channel_first=True.")
+        if spatial_dims not in (None, 2, 3):
+            raise ValueError(f"spatial_dims must be 2, 3 or None, got {spatial_dims!r}.")
+        self.spatial_dims = spatial_dims
         self.ensure_channel_first = ensure_channel_first
         self.check_finite = check_finite
+        self.channels = channels
+        self.mask = mask
         self.loader = LoadImage(
             reader=reader, image_only=True, ensure_channel_first=ensure_channel_first, dtype=dtype, **kwargs
         )
@@ -322,6 +381,25 @@ class CheckedLoadImage(Transform):
             raise ImageReadError(
                 f"Image '{label}' has shape {tuple(image.shape)}: {spatial_dims} spatial dimension(s), expected 2 or 3."
             )
+        channel_dim = image.meta.get("original_channel_dim", float("nan"))
+        has_channel_axis = isinstance(channel_dim, (int, float)) and not np.isnan(channel_dim)
+        if self.ensure_channel_first and has_channel_axis and spatial_dims == 3:
+            raise ImageReadError(
+                f"Image '{label}' is 4D: {image.shape[0]} volumes (channels or time points) of shape "
+                f"{tuple(image.shape[1:])}; expected one 2D or 3D image."
+            )
+        if self.spatial_dims == 2 and spatial_dims == 3 and image.shape[-1] == 1:
+            meta = dict(image.meta)
+            meta["affine"] = image.affine[[0, 1, 3]][:, [0, 1, 3]]
+            meta["spatial_shape"] = np.asarray(image.shape[1:-1])
+            image = MetaTensor(image.as_tensor()[..., 0], meta=meta)
+        elif self.spatial_dims is not None and spatial_dims != self.spatial_dims:
+            raise ImageReadError(
+                f"Image '{label}' is {spatial_dims}D (shape {tuple(image.shape[1:])}); expected a {self.spatial_dims}D "
+                "image" + (": slice volumes first." if self.spatial_dims == 2 else ".")
+            )
+        if self.channels is not None:
+            image = match_channels(image, self.channels, label, self.mask)
         if self.check_finite and image.is_floating_point():
             bad = int((~torch.isfinite(image.as_tensor())).sum())
             if bad:
@@ -335,7 +413,9 @@ class CheckedLoadImaged(MapTransform):
     Args:
         keys: entries holding paths to load, e.g. ``["image", "label"]``.
         image_key, label_key: when both are loaded, their spatial shapes must be equal.
-        reader, ensure_channel_first, dtype, check_finite, kwargs: see :class:`CheckedLoadImage`.
+        channels: channels every key but ``label_key`` must end up with (see :class:`CheckedLoadImage`).
+        label_channels: the same for ``label_key``, merging colour channels only when they are equal.
+        reader, ensure_channel_first, dtype, check_finite, spatial_dims, kwargs: see :class:`CheckedLoadImage`.
         allow_missing_keys: skip absent keys instead of raising ``KeyError``.
 
     Raises (when called):
@@ -358,17 +438,25 @@ class CheckedLoadImaged(MapTransform):
         image_key: str = "image",
         label_key: str = "label",
         allow_missing_keys: bool = False,
+        channels: int | None = None,
+        label_channels: int | None = None,
+        spatial_dims: int | None = None,
         **kwargs,
     ):
         super().__init__(keys, allow_missing_keys)
-        self.loader = CheckedLoadImage(reader, ensure_channel_first, dtype, check_finite, **kwargs)
+        self.loader = CheckedLoadImage(
+            reader, ensure_channel_first, dtype, check_finite, channels=channels, spatial_dims=spatial_dims, **kwargs
+        )
+        self.label_loader = CheckedLoadImage(
+            reader, ensure_channel_first, dtype, check_finite, label_channels, True, spatial_dims, **kwargs
+        )
         self.image_key, self.label_key = image_key, label_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         loaded = set()
         for key in self.key_iterator(d):
-            d[key] = self.loader(d[key])
+            d[key] = (self.label_loader if key == self.label_key else self.loader)(d[key])
             loaded.add(key)
         if {self.image_key, self.label_key} <= loaded:
             image, label = d[self.image_key], d[self.label_key]

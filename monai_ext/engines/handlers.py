@@ -245,7 +245,7 @@ class FailureReport:
         self.dataset = dataset
         self.output_dir = output_dir
         self.overwrite = ensure_flag(overwrite, "overwrite")
-        self.raise_on_failure = raise_on_failure
+        self.raise_on_failure = ensure_flag(raise_on_failure, "raise_on_failure")
         self.failures: list[dict] = []
 
     def attach(self, engine: Engine) -> None:
@@ -281,7 +281,11 @@ class FailureReport:
         else:
             logger.info("All items processed (%d iterations), no failure.", processed)
         if self.failures and self.raise_on_failure:
-            raise RuntimeError(f"{len(self.failures)} item(s) failed; see {self.output_dir}/failures.json")
+            first = self.failures[0]
+            raise RuntimeError(
+                f"{len(self.failures)} item(s) failed (first: {first['item']}: {first['message']}); see "
+                f"{self.output_dir}/failures.json"
+            )
 
 
 class LoaderWaitMonitor:
