@@ -47,10 +47,11 @@ def test_load_resolves_paths_and_keeps_text(tmp_path):
         "label": os.path.join(tmp_path, "lab/a.png"),
         "zone_map": os.path.join(tmp_path, "zones/a.png"),  # other existing paths are resolved as MONAI does
         "text": ["left lung", "left lower zone"],
+        "name": "a",  # the image's file stem, where the datalist gives no name
     }
     assert records[1]["text"] == "report"
     test_records = load_text_datalist(tmp_path / "datalist.json", key="test")
-    assert test_records == [{"image": os.path.join(tmp_path, "img/b.png")}]
+    assert test_records == [{"image": os.path.join(tmp_path, "img/b.png"), "name": "b"}]
 
 
 def test_all_invalid_items_reported_together(tmp_path):
@@ -100,7 +101,7 @@ def test_write_round_trip_relative_and_atomic(tmp_path):
     out = tmp_path / "datalist.json"
     write_text_datalist(records, out)
     assert json.loads(out.read_text())["training"][0]["image"] == "img/a.png"
-    assert load_text_datalist(out) == records["training"]
+    assert load_text_datalist(out) == [{**r, "name": "a"} for r in records["training"]]  # name: the file stem
     with pytest.raises(FileExistsError):
         write_text_datalist(records, out)
     write_text_datalist([{"image": str(tmp_path / "img/a.png"), "text": "u"}], out, key="test", overwrite=True)

@@ -113,10 +113,21 @@ def test_atomic_save_and_safe_load_round_trip(tmp_path):
 
 
 def test_safe_load_missing_file(tmp_path):
-    with pytest.raises(CheckpointNotFoundError, match="nope.pt"):
-        safe_torch_load(tmp_path / "nope.pt")
+    path = str(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointNotFoundError) as info:
+        safe_torch_load(path)
+    assert str(info.value) == f"Checkpoint file '{path}' does not exist."  # a sentence, not an OSError tuple
+    assert info.value.filename == path and info.value.errno == 2
     with pytest.raises(FileNotFoundError):
-        safe_torch_load(tmp_path / "nope.pt")
+        safe_torch_load(path)
+
+
+def test_bundle_checkpoint_loader_says_weights_must_be_trained_first(tmp_path):
+    from monai_ext.engines import CheckedCheckpointLoader
+
+    loader = CheckedCheckpointLoader(str(tmp_path / "models" / "model.pt"), network=torch.nn.Linear(2, 2))
+    with pytest.raises(CheckpointNotFoundError, match=r"model.pt' does not exist\. No weights ship .* --ckpt_dir"):
+        loader()
 
 
 @pytest.mark.parametrize("corrupt", ["truncated", "empty", "text", "random"])

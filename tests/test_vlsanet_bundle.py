@@ -109,8 +109,10 @@ def test_evaluate_on_an_unseen_domain_writes_region_report(trained, tmp_path):
     assert report["region_names"] == ["optic disc", "optic cup"]
     assert report["regions"]["optic disc"]["labels"] == [1, 2]
     assert 0.0 <= report["mean_over_regions"]["per_image_mean"]["dice"] <= 1.0
-    assert os.path.isfile(os.path.join(out, "per_image.csv"))
-    assert len(glob.glob(os.path.join(out, "overlays", "*.png"))) == 5
+    with open(os.path.join(out, "per_image.csv")) as f:
+        assert "domain_b_0000" in f.read()  # rows and overlays are named after the images
+    overlays = sorted(os.path.basename(p) for p in glob.glob(os.path.join(out, "overlays", "*.png")))
+    assert overlays == [f"domain_b_{i:04d}.png" for i in range(5)]
 
 
 def test_inference_writes_index_masks_at_input_size(trained, tmp_path):

@@ -2,7 +2,13 @@
 (PNG/JPEG, NIfTI, DICOM), mask checks and 3D volume slicing for 2D models."""
 
 from monai_ext.data import synthetic
-from monai_ext.data.datalist import is_valid_text, load_text_datalist, validate_text_datalist, write_text_datalist
+from monai_ext.data.datalist import (
+    image_stem,
+    is_valid_text,
+    load_text_datalist,
+    validate_text_datalist,
+    write_text_datalist,
+)
 from monai_ext.data.inference_records import inference_records
 from monai_ext.data.lvit import find_lvit_text_table, load_lvit_split, lvit_split_name, validate_lvit_split
 from monai_ext.data.readers import (
@@ -57,6 +63,7 @@ __all__ = [
     "is_dicom_path",
     "is_valid_text",
     "load_lvit_split",
+    "image_stem",
     "load_text_datalist",
     "lvit_split_name",
     "slice_volume",

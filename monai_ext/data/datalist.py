@@ -39,6 +39,19 @@ def is_valid_text(text: Any) -> bool:
     return False
 
 
+# Longest first, so that "case.nii.gz" loses ".nii.gz", not ".gz".
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
+
+
+def image_stem(path: str | os.PathLike) -> str:
+    """An image file's name without folder and image suffix: ``"a/case_1.nii.gz"`` -> ``"case_1"``."""
+    name = os.path.basename(os.fspath(path))
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return os.path.splitext(name)[0]
+
+
 def _item_name(item: Mapping, index: int) -> str:
     return str(item.get("name") or item.get("image") or f"item {index}")
 
@@ -129,7 +142,8 @@ def load_text_datalist(
     non-empty list of non-blank strings (one is drawn per epoch by :class:`~monai_ext.data.RandomTextd`), paths
     under ``path_keys`` must stay inside ``base_dir`` and (with ``check_files``) exist. Other entries are resolved
     as MONAI does (a string naming an existing file becomes its absolute path), except ``text`` and ``name``, which
-    are kept as written.
+    are kept as written. An item without ``name`` gets its image's file stem (:func:`image_stem`), so that reports,
+    overlays and per-image tables name it after its file even where the image's metadata is not kept.
 
     Args:
         json_path: the datalist file.
@@ -155,10 +169,14 @@ def load_text_datalist(
     base_dir = os.path.abspath(os.fspath(base_dir) if base_dir is not None else os.path.dirname(os.fspath(json_path)))
     loaded = load_decathlon_datalist(os.fspath(json_path), is_segmentation=True, data_list_key=key, base_dir=base_dir)
     raw_items = [{"image": item} if isinstance(item, str) else item for item in report.records]
-    return [
+    records = [
         {key: raw[key] if key in DATALIST_TEXT_KEYS else value for key, value in item.items()}
         for raw, item in zip(raw_items, loaded)
     ]
+    for record in records:
+        if not record.get("name") and isinstance(record.get("image"), str):
+            record["name"] = image_stem(record["image"])
+    return records
 
 
 def write_text_datalist(

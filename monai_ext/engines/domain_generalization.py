@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from ignite.engine import Engine, Events
 
+from monai_ext.data.datalist import image_stem
 from monai_ext.engines.handlers import _as_index_map, item_name, item_spacing, output_items
 from monai_ext.metrics import SegmentationReport
 from monai_ext.utils.io import atomic_write_json, atomic_write_text
@@ -128,14 +129,6 @@ def evaluation_records(datalist_file: str, key: str = "test", base_dir: str | No
 
 
 # ------------------------------------------------------------------------------------------------------ data sets
-def _stem(path: str) -> str:
-    name = os.path.basename(path)
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return os.path.splitext(name)[0]
-
-
 def _files(folder: str) -> list[str]:
     return sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(IMAGE_SUFFIXES))
 
@@ -145,12 +138,12 @@ def _pair_images_and_masks(image_dir: str, mask_dir: str) -> tuple[list[dict], l
     ``<stem>_manual``); returns the pairs and the images without a mask."""
     masks = {}
     for path in _files(mask_dir):
-        stem = _stem(path)
+        stem = image_stem(path)
         for candidate in (stem, stem.removeprefix("mask_"), stem.removesuffix("_mask"), stem.removesuffix("_manual")):
             masks.setdefault(candidate, path)
     pairs, unmatched = [], []
     for path in _files(image_dir):
-        mask = masks.get(_stem(path))
+        mask = masks.get(image_stem(path))
         if mask is None:
             unmatched.append(path)
         else:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from monai_ext.data.datalist import image_stem
 from monai_ext.metrics import SegmentationReport
 from monai_ext.utils.flags import ensure_flag
 from monai_ext.utils.visualize import save_overlay_png
@@ -38,11 +39,7 @@ def item_name(item: dict[str, Any], fallback: str) -> str:
         meta = getattr(item.get("image"), "meta", None) or item.get("image_meta_dict") or {}
         source = meta.get("filename_or_obj") if isinstance(meta, dict) else None
         if source:
-            name = os.path.basename(str(source))
-            for suffix in (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".dcm"):
-                if name.lower().endswith(suffix):
-                    name = name[: -len(suffix)]
-                    break
+            name = image_stem(str(source))
     name = str(name or fallback)
     slice_index = item.get("slice_index")
     if slice_index is not None:
@@ -217,8 +214,14 @@ class CheckedCheckpointLoader:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine | None = None) -> None:
-        from monai_ext.utils.io import load_state_dict_checked
+        from monai_ext.utils.io import CheckpointNotFoundError, load_state_dict_checked
 
+        if not os.path.exists(self.load_path):
+            raise CheckpointNotFoundError(
+                self.load_path,
+                hint="No weights ship with the bundles: train first (train.json writes <ckpt_dir>/model.pt), or point "
+                "--ckpt_dir at the folder that holds model.pt.",
+            )
         module = getattr(self.network, "module", self.network)  # DistributedDataParallel
         expected = self.expected_network or type(module).__name__
         load_state_dict_checked(module, self.load_path, strict=self.strict, expected_network=expected)

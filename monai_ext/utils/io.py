@@ -54,7 +54,21 @@ class CheckpointError(ValueError):
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """The checkpoint file does not exist (catchable as both :class:`CheckpointError` and ``FileNotFoundError``)."""
+    """The checkpoint file does not exist (catchable as both :class:`CheckpointError` and ``FileNotFoundError``).
+
+    Args:
+        path: the missing file; ``filename`` and ``errno`` are set as for ``FileNotFoundError``.
+        hint: a sentence appended to the message, e.g. how to get the file.
+    """
+
+    def __init__(self, path: PathLike, hint: str = ""):
+        path = os.fspath(path)
+        message = f"Checkpoint file '{path}' does not exist." + (f" {hint}" if hint else "")
+        super().__init__(message)
+        self.errno, self.strerror, self.filename = errno.ENOENT, message, path
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 class PathOutsideRootError(ValueError):
@@ -222,7 +236,7 @@ def safe_torch_load(path: PathLike, map_location: str | torch.device | None = "c
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise CheckpointNotFoundError(errno.ENOENT, f"Checkpoint file '{path}' does not exist", path)
+        raise CheckpointNotFoundError(path)
     if os.path.isdir(path):
         raise CheckpointError(f"Checkpoint path '{path}' is a folder, expected a file written by torch.save.")
     if os.path.getsize(path) == 0:
