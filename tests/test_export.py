@@ -49,6 +49,10 @@ def test_export_writes_both_formats_checked_against_pytorch(exported):
     extra = {"inputs.json": "", "metadata.json": ""}
     torch.jit.load(result["torchscript"], _extra_files=extra)
     assert [i["name"] for i in json.loads(extra["inputs.json"])["inputs"]] == ["image", "text_tokens", "knowledge_tokens"]
+    traced_size = result["inputs"]["image"][2:]  # the demo's 128 px, not the metadata's default 224
+    data_format = json.loads(extra["metadata.json"])["network_data_format"]
+    assert data_format["inputs"]["image"]["spatial_shape"] == traced_size != [224, 224]
+    assert data_format["outputs"]["pred"]["spatial_shape"] == traced_size
 
 
 def test_exported_models_follow_a_non_default_report(exported):

@@ -17,6 +17,7 @@ the traced graph would hold the example report's embedding as a constant and ign
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -133,7 +134,13 @@ def _extra_files(parser: Any, names: Sequence[str], inputs: Mapping[str, torch.T
         "note": "traced: the first (batch) dimension is free, the others are fixed to these; token inputs come from "
                 "the bundle's text transforms",
     }
-    meta = parser.get("_meta_", {}) or {}
+    meta = copy.deepcopy(parser.get("_meta_", {}) or {})
+    # The metadata describes the bundle's default size; the export is traced at the configured one.
+    spatial = list(inputs[names[0]].shape[2:])
+    for section in ("inputs", "outputs"):
+        for spec in (meta.get("network_data_format", {}).get(section) or {}).values():
+            if isinstance(spec, dict) and spec.get("type") == "image":
+                spec["spatial_shape"] = spatial
     return {
         "inputs.json": json.dumps(description, indent=2),
         "metadata.json": json.dumps(meta, indent=2, default=str),
