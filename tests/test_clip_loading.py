@@ -87,6 +87,24 @@ def test_checkpoint_that_is_not_a_state_dict(tmp_path):
         create_clip(TINY_CLIP_NAME, checkpoint=garbage)
 
 
+def test_openai_torchscript_archive_loads_its_weights(tmp_path):
+    """OpenAI's ``ViT-B-16.pt`` is a TorchScript archive in float16 with settings (input_resolution, ...) stored as
+    tensors; a traced tiny CLIP with float16-rounded weights stands in for it (the real file cannot be downloaded
+    here)."""
+    source = create_clip(TINY_CLIP_NAME).eval().half()
+    source.register_buffer("input_resolution", torch.tensor(224))  # open_clip's CLIP has the other two settings
+    image, tokens = _inputs()
+    traced = torch.jit.trace_module(source.float(), {"encode_image": image[:1]}, check_trace=False)
+    path = tmp_path / "ViT-B-16.pt"
+    torch.jit.save(traced, str(path))
+    loaded = create_clip(TINY_CLIP_NAME, checkpoint=path).eval()
+    reference = create_clip(TINY_CLIP_NAME).eval()
+    reference.load_state_dict({k: v for k, v in source.state_dict().items() if k in reference.state_dict()})
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_image(image), reference.encode_image(image))
+        torch.testing.assert_close(loaded.encode_text(tokens), reference.encode_text(tokens))
+
+
 def test_checkpoint_of_another_architecture_names_the_model(tmp_path):
     state = create_clip(TINY_CLIP_NAME).state_dict()
     state.pop("ln_final.weight")

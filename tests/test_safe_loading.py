@@ -61,7 +61,8 @@ def test_every_torch_load_is_weights_only():
                 if not (isinstance(value, ast.Constant) and value.value is True):
                     offenders.append(f"{where} torch.load without weights_only=True")
             # torch.jit.load is not listed: TorchScript archives hold TorchScript, not pickled Python objects (the
-            # package only loads TorchScript it has just exported, to check it).
+            # package loads TorchScript it has just exported, to check it, and OpenAI's CLIP archives, keeping only
+            # their tensors and never calling their code).
             if name in ("pickle.load", "pickle.loads", "dill.load", "joblib.load"):
                 offenders.append(f"{where} {name}")
             if name in ("np.load", "numpy.load"):

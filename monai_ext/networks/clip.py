@@ -3,7 +3,8 @@
 Every network in this package gets its CLIP model from :func:`create_clip`, which never waits on the network:
 
 * ``checkpoint="path/to/weights.safetensors"`` (or ``.pt``/``.bin`` saved by ``torch.save``): the architecture named by
-  ``model_name`` is built and the file is loaded with ``weights_only=True``;
+  ``model_name`` is built and the file is loaded with ``weights_only=True``; OpenAI's own downloads (``ViT-B-16.pt``,
+  TorchScript archives) are read with ``torch.jit.load``, as open_clip does, and only their weights are kept;
 * ``pretrained="laion2b_s34b_b88k"`` (an open_clip tag): the weights are looked up in local caches only (Hugging Face
   hub cache layout, the open_clip URL cache ``~/.cache/clip`` and ``cache_dir``); when they are not there a
   :class:`PretrainedWeightsNotFoundError` lists what was looked for and how to provide it;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -144,10 +146,24 @@ def find_pretrained_weights(
     return None, [str(p) for p in looked]
 
 
-def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a CLIP state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only=True``).
+# Entries of OpenAI's TorchScript CLIP that are settings, not weights (open_clip drops them the same way).
+_OPENAI_JIT_SETTINGS = ("input_resolution", "context_length", "vocab_size")
 
-    Accepts a bare state dict, ``{"state_dict": ...}`` and DataParallel ``module.`` prefixes.
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """A ``torch.jit.save`` zip (it holds ``<name>/code/`` and ``constants.pkl``; a ``torch.save`` zip does not)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 2)[1:2] == ["constants.pkl"] for name in archive.namelist())
+
+
+def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a CLIP state dict from ``.safetensors``, a ``torch.save`` file (``weights_only=True``) or an OpenAI
+    TorchScript archive (the ``ViT-B-16.pt`` that OpenAI's ``clip`` package downloads).
+
+    Accepts a bare state dict, ``{"state_dict": ...}`` and DataParallel ``module.`` prefixes. A TorchScript archive is
+    opened with ``torch.jit.load`` (no Python pickle runs; its code is never called) and only its tensors are kept.
 
     Raises:
         FileNotFoundError: the file does not exist.
@@ -161,13 +177,16 @@ def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             checkpoint = load_file(str(path), device="cpu")
+        elif _is_torchscript_archive(path):
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+            checkpoint = {k: v.float() for k, v in state.items() if k not in _OPENAI_JIT_SETTINGS}
         else:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch's safe unpickler raises many types (IndexError, UnpicklingError, ...) on junk
         raise ClipCheckpointError(
-            f"Cannot read CLIP checkpoint {path} as a state dict with weights_only=True ({err}). "
-            "TorchScript archives and pickled nn.Module objects are not accepted: re-save the weights with "
-            "torch.save(model.state_dict(), path) or as .safetensors."
+            f"Cannot read CLIP checkpoint {path} as a state dict ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+            "Pickled nn.Module objects are not accepted (loading them would run arbitrary code): re-save the weights "
+            "with torch.save(model.state_dict(), path) or as .safetensors."
         ) from err
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
         checkpoint = checkpoint["state_dict"]
@@ -192,6 +211,9 @@ def _load_weights(model: torch.nn.Module, path: Path, model_name: str) -> None:
         if key in state_dict and target is not None and state_dict[key].ndim != target.ndim:
             state_dict[key] = state_dict[key].reshape(target.shape)
     expected = model.state_dict()
+    # Buffers the model does not save (open_clip's attn_mask) may be in files written by tracing; they carry nothing.
+    for key in set(dict(model.named_buffers())) - set(expected):
+        state_dict.pop(key, None)
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     if not missing and not unexpected:
