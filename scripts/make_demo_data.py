@@ -88,7 +88,8 @@ def cardiac(
     test_fraction: float = 0.2,
     overwrite: bool = False,
 ) -> None:
-    """Short-axis cardiac MRI NIfTI volumes (LV, myocardium, RV) in bSSFP-, LGE- and T2-like sequences."""
+    """Short-axis cardiac MRI NIfTI volumes (LV, myocardium, RV) in bSSFP-, LGE- and T2-like sequences (the VLSA-Net
+    bundle is 2D: cut them into slices with ``scripts/slice_volumes.py``)."""
     start = time.perf_counter()
     summary = make_cardiac_dataset(
         out_dir, n_per_domain=n_per_domain, image_size=image_size, slices=slices, seed=seed, domains=domains,

@@ -301,20 +301,32 @@ def test_vlsanet_in_monailabel(monailabel_python, tmp_path):
 
 
 def test_prepare_app_bundle(tmp_path):
-    """The bundle lands in <app>/model/<name> with overrides (also nested ids) written into its two configs."""
+    """The bundle lands in <app>/model/<name> with overrides (also nested ids, several layers in order) written into
+    its configs, and the cardiac label names into the metadata MONAI Label reads them from."""
+    configs = os.path.join(REPO, "bundles", "vlsanet", "configs")
     ckpt = tmp_path / "w.pt"
     torch.save({"a": torch.zeros(1)}, ckpt)
     target = prepare_app_bundle(
         os.path.join(REPO, "bundles", "vlsanet"), str(tmp_path / "app"), checkpoint=str(ckpt),
-        inference_overrides=os.path.join(REPO, "bundles", "vlsanet", "configs", "cardiac_inference.json"),
+        inference_overrides=[os.path.join(configs, "cardiac_inference.json"), {"image_size": 64}],
         train_overrides={"max_epochs": 3, "train#dataloader#num_workers": 0},
+        metadata_overrides=os.path.join(configs, "cardiac_metadata.json"),
     )  # fmt: skip
     assert target == str(tmp_path / "app" / "model" / "vlsanet")
     assert os.path.isfile(os.path.join(target, "models", "model.pt"))
     train = json.loads(Path(target, "configs", "train.json").read_text())
     assert train["max_epochs"] == 3 and train["train"]["dataloader"]["num_workers"] == 0
-    cardiac = json.loads(Path(REPO, "bundles", "vlsanet", "configs", "cardiac_inference.json").read_text())
+    cardiac = json.loads(Path(configs, "cardiac_inference.json").read_text())
     inference = json.loads(Path(target, "configs", "inference.json").read_text())
     assert inference["preprocessing"]["transforms"][1] == cardiac["preprocessing#transforms#1"]
+    assert inference["image_size"] == 64 and inference["task"] == "cardiac"
+    pred = json.loads(Path(target, "configs", "metadata.json").read_text())["network_data_format"]["outputs"]["pred"]
+    prompts = json.loads(Path(configs, "prompts_cardiac.json").read_text())["classes"]
+    assert pred["num_channels"] == 4 == inference["num_classes"]
+    assert list(pred["channel_def"].values()) == [c["name"] for c in prompts]
+    from monai.bundle import verify_metadata
+
+    verify_metadata(meta_file=os.path.join(target, "configs", "metadata.json"),
+                    filepath=os.path.join(REPO, "tests", "data", "meta_schema_20240725.json"))  # fmt: skip
     with pytest.raises(FileExistsError):
         prepare_app_bundle(os.path.join(REPO, "bundles", "vlsanet"), str(tmp_path / "app"))

@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 
 import torch
 from monai.config import KeysCollection
@@ -131,14 +131,41 @@ class MetaInputInferer(SimpleInferer):
 
 _SKIP = ("runs", "eval", "predictions", "demo_data", "__pycache__")
 
+Overrides = Union[Mapping[str, Any], str, os.PathLike, Sequence[Union[Mapping[str, Any], str, os.PathLike]]]
+
+
+def _write_overrides(path: str, overrides: Overrides | None) -> None:
+    """Set ``#``-separated config ids in the JSON file ``path`` from dicts or JSON files, applied in order."""
+    if not overrides:
+        return
+    layers = [overrides] if isinstance(overrides, (Mapping, str, os.PathLike)) else list(overrides)
+    with open(path) as f:
+        content = json.load(f)
+    for layer in layers:
+        if isinstance(layer, (str, os.PathLike)):
+            with open(layer) as f:
+                layer = json.load(f)
+        for key, value in layer.items():
+            node = content
+            parts = str(key).split("#")
+            for part in parts[:-1]:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            if isinstance(node, list):
+                node[int(parts[-1])] = value
+            else:
+                node[parts[-1]] = value
+    with open(path, "w") as f:
+        json.dump(content, f, indent=4)
+
 
 def prepare_app_bundle(
     bundle_dir: str,
     app_dir: str,
     name: str | None = None,
     checkpoint: str | None = None,
-    inference_overrides: Mapping[str, Any] | str | None = None,
-    train_overrides: Mapping[str, Any] | str | None = None,
+    inference_overrides: Overrides | None = None,
+    train_overrides: Overrides | None = None,
+    metadata_overrides: Overrides | None = None,
     overwrite: bool = False,
     copy_models: bool = True,
 ) -> str:
@@ -151,7 +178,10 @@ def prepare_app_bundle(
         checkpoint: weights copied to ``models/model.pt`` (``BundleInferTask`` needs ``models/model.pt`` or
             ``models/model.ts``).
         inference_overrides, train_overrides: config ids to set in ``configs/inference.json`` /
-            ``configs/train.json`` (dict, or the path of a JSON file with one, e.g. ``configs/demo_inference.json``).
+            ``configs/train.json``: a dict, the path of a JSON file with one (e.g. ``configs/demo_inference.json``), or
+            a list of these applied in order (MONAI Label cannot stack configs, so the copy holds the result).
+        metadata_overrides: the same for ``configs/metadata.json``, where MONAI Label reads the label names
+            (``network_data_format#outputs#pred#channel_def``), e.g. ``configs/cardiac_metadata.json``.
         overwrite: replace an existing ``<app_dir>/model/<name>``.
         copy_models: copy the bundle's ``models/`` folder (weights trained in place); ``False`` starts without it.
 
@@ -167,26 +197,12 @@ def prepare_app_bundle(
         shutil.rmtree(target)
     skip = _SKIP if copy_models else (*_SKIP, "models")
     shutil.copytree(bundle_dir, target, ignore=lambda d, names: [n for n in names if d == bundle_dir and n in skip])
-    for config, overrides in (("inference.json", inference_overrides), ("train.json", train_overrides)):
-        if not overrides:
-            continue
-        if isinstance(overrides, (str, os.PathLike)):
-            with open(overrides) as f:
-                overrides = json.load(f)
-        path = os.path.join(target, "configs", config)
-        with open(path) as f:
-            content = json.load(f)
-        for key, value in overrides.items():
-            node = content
-            parts = str(key).split("#")
-            for part in parts[:-1]:
-                node = node[int(part)] if isinstance(node, list) else node[part]
-            if isinstance(node, list):
-                node[int(parts[-1])] = value
-            else:
-                node[parts[-1]] = value
-        with open(path, "w") as f:
-            json.dump(content, f, indent=4)
+    for config, overrides in (
+        ("inference.json", inference_overrides),
+        ("train.json", train_overrides),
+        ("metadata.json", metadata_overrides),
+    ):
+        _write_overrides(os.path.join(target, "configs", config), overrides)
     if checkpoint:
         os.makedirs(os.path.join(target, "models"), exist_ok=True)
         shutil.copyfile(checkpoint, os.path.join(target, "models", "model.pt"))
@@ -196,4 +212,6 @@ def prepare_app_bundle(
 if __name__ == "__main__":
     import fire
 
-    fire.Fire({"prepare": prepare_app_bundle})
+    from monai_ext.utils.flags import checked_flags
+
+    fire.Fire({"prepare": checked_flags(prepare_app_bundle)})
