@@ -120,3 +120,15 @@ def test_unpacked_bundle_runs_inference_without_this_repository(packaged):
     masks = os.listdir(root / "pred" / "masks")
     assert len(masks) == 1
     assert np.asarray(Image.open(root / "pred" / "masks" / masks[0])).shape == (180, 200)
+    assert "not from this bundle's copy" not in run.stdout + run.stderr
+
+    # Started from another folder, "$import scripts" fails (silently, in MONAI) and an installed monai_ext would be
+    # used: the run says so. Here the repository's copy stands in for an installed one.
+    elsewhere = dict(env, PYTHONPATH=os.pathsep.join([REPO, env["PYTHONPATH"]]))
+    absolute = [os.path.join(bundle, "configs", "inference.json"), os.path.join(bundle, "configs", "demo_inference.json")]
+    command = [sys.executable, "-S", "-m", "monai.bundle", "run", "--config_file", json.dumps(absolute),
+               "--bundle_root", str(bundle), "--dataset_dir", str(images), "--text", "Lower right lung infection.",
+               "--output_dir", str(root / "pred_elsewhere")]  # fmt: skip
+    run = subprocess.run(command, cwd=str(root), env=elsewhere, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert f"not from this bundle's copy in {bundle / 'scripts'}" in run.stdout + run.stderr

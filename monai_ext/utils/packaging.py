@@ -10,7 +10,8 @@ How MONAI finds bundle-local code: ``"$import scripts"`` is the Model Zoo conven
 import statements (in order, before anything else is parsed) with ``optional_import``, and ``scripts`` is found
 because ``python -m monai.bundle run`` puts the current folder on ``sys.path`` - run it from the bundle folder, as the
 Model Zoo documents. (``ConfigWorkflow.run`` also inserts the bundle root into ``sys.path``, but only after
-``initialize`` has parsed the configs, too late for imports.)
+``initialize`` has parsed the configs, too late for imports.) Run from elsewhere, the import fails silently; every
+config's ``initialize`` therefore starts with :func:`check_bundled_code`, which logs which copy is in use.
 
 The archive is deterministic (sorted entries, fixed timestamps) and holds ``<bundle>/sha256sums.txt``: the SHA-256 of
 every other file, in ``sha256sum`` format (``cd <bundle> && sha256sum -c sha256sums.txt``). Files listed in
@@ -27,6 +28,7 @@ import importlib
 import importlib.metadata
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -38,11 +40,14 @@ from monai_ext.utils.io import atomic_write
 
 __all__ = [
     "MANIFEST_NAME",
+    "check_bundled_code",
     "package_bundle",
     "verify_bundle_archive",
     "vendored_requirements",
     "large_file_paths",
 ]
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "sha256sums.txt"
 SCRIPTS_IMPORT = "$import scripts"
@@ -142,18 +147,54 @@ def _package_files(package: str) -> tuple[str, list[str]]:
     return root, files
 
 
-def _rewrite_config(data: bytes, name: str) -> bytes:
-    """Prepend ``"$import scripts"`` to a JSON config's ``imports`` (other files unchanged)."""
+def check_bundled_code(bundle_root: str, packages: Sequence[str] = ("monai_ext",)) -> list[str]:
+    """Log a warning for each of ``packages`` that was imported from somewhere other than ``<bundle_root>/scripts``.
+
+    An archive's configs call this first in ``initialize``: ``"$import scripts"`` (which puts the bundled copy first on
+    ``sys.path``) only works when the bundle runs from its own folder, and MONAI skips a failed config import without
+    a word, so a run started elsewhere would silently use an installed copy instead.
+
+    Returns:
+        the warnings (empty when the bundled code is in use).
+    """
+    scripts = os.path.join(os.path.abspath(bundle_root), "scripts")
+    warnings = []
+    for name in packages:
+        module = sys.modules.get(name)
+        source = os.path.abspath(getattr(module, "__file__", None) or "") if module is not None else ""
+        if module is not None and not source.startswith(scripts + os.sep):
+            warnings.append(
+                f"'{name}' comes from {source}, not from this bundle's copy in {scripts}: run the bundle from its "
+                f"folder (cd {os.path.abspath(bundle_root)}) or put {scripts} first on PYTHONPATH to use its own code."
+            )
+    for message in warnings:
+        logger.warning(message)
+    return warnings
+
+
+def _rewrite_config(data: bytes, name: str, packages: Sequence[str] = ()) -> bytes:
+    """Prepend ``"$import scripts"`` to a JSON config's ``imports`` and, when ``monai_ext`` is bundled, a
+    :func:`check_bundled_code` call to its ``initialize`` (other files unchanged)."""
     if not name.endswith(".json"):
         return data
     try:
         config = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"Config '{name}' is not valid JSON: {error}") from error
-    imports = config.get("imports") if isinstance(config, dict) else None
-    if not isinstance(imports, list) or (imports and imports[0] == SCRIPTS_IMPORT):
+    if not isinstance(config, dict):
         return data
-    config["imports"] = [SCRIPTS_IMPORT] + [i for i in imports if i != SCRIPTS_IMPORT]
+    changed = False
+    imports = config.get("imports")
+    if isinstance(imports, list) and not (imports and imports[0] == SCRIPTS_IMPORT):
+        config["imports"] = [SCRIPTS_IMPORT] + [i for i in imports if i != SCRIPTS_IMPORT]
+        changed = True
+    initialize = config.get("initialize")
+    check = f"$monai_ext.utils.packaging.check_bundled_code(@bundle_root, {list(packages)!r})"
+    if "monai_ext" in packages and isinstance(initialize, list) and check not in initialize:
+        config["initialize"] = [check] + initialize
+        changed = True
+    if not changed:
+        return data
     return (json.dumps(config, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -278,7 +319,7 @@ def package_bundle(
         with open(os.path.join(bundle_dir, rel), "rb") as f:
             data = f.read()
         if rel.startswith("configs" + os.sep):
-            data = _rewrite_config(data, rel)
+            data = _rewrite_config(data, rel, packages)
         entries[f"{name}/{rel.replace(os.sep, '/')}"] = data
     for package in packages:
         root, files = _package_files(package)
