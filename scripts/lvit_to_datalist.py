@@ -2,8 +2,10 @@
 
 The splits Train/Val/Test become the keys training/validation/test; each item is
 ``{"image", "label", "text", "name"}`` with paths relative to ``--base_dir`` (default: the dataset root), so the file
-loads with ``monai_ext.data.load_text_datalist(output, key, base_dir=root)``. Every split is validated first; with
-``--on_error skip`` the invalid entries are left out and reported instead of stopping the conversion.
+loads with ``monai_ext.data.load_text_datalist(output, key, base_dir=root)``. Every split is validated first (tables,
+files, and every image and mask read through the training pipeline's checks unless ``--check_images False``), all
+splits' problems reported together; with ``--on_error skip`` the invalid entries are left out and reported instead of
+stopping the conversion.
 
 Usage::
 
@@ -25,7 +27,7 @@ if REPO_ROOT not in sys.path:
 
 from monai_ext.data.datalist import write_text_datalist  # noqa: E402
 from monai_ext.data.lvit import lvit_split_name, validate_lvit_split  # noqa: E402
-from monai_ext.data.validation import DatasetValidationError  # noqa: E402
+from monai_ext.data.validation import DatasetValidationError, ValidationReport, check_loadable  # noqa: E402
 from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 DATALIST_KEYS = {"Train": "training", "Val": "validation", "Test": "test"}
@@ -38,8 +40,13 @@ def main(
     on_error: str = "raise",
     overwrite: bool = False,
     base_dir: str | None = None,
+    check_images: bool = True,
 ) -> dict:
     """Validate the splits of ``root``, write the datalist to ``output`` and return ``{key: number of items}``.
+
+    Every split is checked before anything is written, and the problems of all splits are reported together. With
+    ``check_images`` every image and mask is also read through the TGC-Net training pipeline's loading checks (2D,
+    grey or colour picture of a grey image, mask of the image's size, single-channel and binary), with a progress bar.
 
     Raises:
         DatasetValidationError: a split has problems (all listed) and ``on_error`` is ``"raise"``, or a split has no
@@ -51,15 +58,28 @@ def main(
     if os.path.exists(output) and not overwrite:
         raise FileExistsError(f"Output '{output}' already exists; pass --overwrite to replace it.")
     split_names = [s.strip() for s in splits.split(",")] if isinstance(splits, str) else [str(s) for s in splits]
-    datalist, skipped = {}, {}
+    load = _training_loader() if check_images else None
+    datalist, skipped, refused = {}, {}, []
     for split in (lvit_split_name(s) for s in split_names):
         report = validate_lvit_split(root, split)
+        if load is not None and not report.fatal:
+            check_loadable(report, load, description=f"{split}: reading images and masks")
         if not report.ok and (on_error == "raise" or report.fatal):
-            raise DatasetValidationError(report)
+            refused.append((split, report))
+            continue
         if not report.ok or report.warnings:
             print(report.format(), file=sys.stderr)
         datalist[DATALIST_KEYS[split]] = report.records
         skipped[DATALIST_KEYS[split]] = report.num_problems
+    if len(refused) == 1:
+        raise DatasetValidationError(refused[0][1])
+    if refused:
+        combined = ValidationReport(source=f"{os.path.abspath(root)} [{', '.join(split for split, _ in refused)}]")
+        for split, report in refused:
+            for category, items in report.problems.items():
+                for item in items:
+                    combined.add(category, f"{split}: {item}")
+        raise DatasetValidationError(combined)
     write_text_datalist(datalist, output, base_dir=base_dir if base_dir is not None else root, overwrite=overwrite)
     counts = {key: len(items) for key, items in datalist.items()}
     for key, count in counts.items():
@@ -67,6 +87,20 @@ def main(
         print(f"{key}: {count} item(s){note}")
     print(f"Wrote {output} (paths relative to {os.path.abspath(base_dir if base_dir is not None else root)})")
     return counts
+
+
+def _training_loader():
+    """The loading checks of TGC-Net's training pipeline (bundles/tgcnet/configs/train.json, load_transforms)."""
+    from monai.transforms import Compose
+
+    from monai_ext.data import BinarizeMaskd, CheckedLoadImaged
+
+    return Compose(
+        [
+            CheckedLoadImaged(keys=["image", "label"], channels=1, label_channels=1, spatial_dims=2),
+            BinarizeMaskd(keys="label"),
+        ]
+    )
 
 
 def cli() -> None:

@@ -201,3 +201,30 @@ def test_script_cli_error_and_skip(tmp_path, capsys):
     assert [item["name"] for item in json.loads(output.read_text())["training"]] == ["a"]
     # paths relative to the dataset root even though the JSON lies outside it
     assert load_text_datalist(output, base_dir=root)[0]["image"] == os.path.join(root, "Train_Folder", "img", "a.png")
+
+
+def test_script_reads_every_image_and_reports_all_splits_together(tmp_path, capsys):
+    root = tmp_path / "qata"
+    train = make_split(root, "Train", ["a", "b"])
+    val = make_split(root, "Val", ["c", "d", "e"])
+    with open(os.path.join(train, "img", "b.png"), "r+b") as f:
+        f.truncate(20)  # a truncated download
+    _png(os.path.join(val, "labelcol", "mask_c.png"), 255, size=6)  # another size than its image
+    Image.fromarray(np.dstack([np.full((8, 8), 255, np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)])).save(
+        os.path.join(val, "labelcol", "mask_d.png")
+    )  # a colour mask
+    output = tmp_path / "datalist.json"
+    with pytest.raises(DatasetValidationError) as info:
+        lvit_to_datalist.main(root=str(root), output=str(output), splits="Train,Val")
+    message = str(info.value)
+    assert "[Train, Val]" in message and "unloadable_item" in message
+    assert "Train: b: ImageReadError" in message and "b.png" in message
+    assert "Val: c: ShapeMismatchError" in message and "Val: d: ImageReadError" in message and "colour" in message
+    assert not output.exists()
+    counts = lvit_to_datalist.main(root=str(root), output=str(output), splits="Train,Val", on_error="skip")
+    assert counts == {"training": 1, "validation": 1}
+    unchecked = tmp_path / "unchecked.json"
+    assert lvit_to_datalist.main(root=str(root), output=str(unchecked), splits="Train,Val", check_images=False) == {
+        "training": 2,
+        "validation": 3,
+    }

@@ -31,7 +31,7 @@ from monai_ext.data.transforms import (
     ValidateLabelValues,
     ValidateLabelValuesd,
 )
-from monai_ext.data.validation import DatasetValidationError, ValidationReport
+from monai_ext.data.validation import DatasetValidationError, ValidationReport, check_loadable
 from monai_ext.data.writers import SafeSaveImaged, atomic_image_writer
 from monai_ext.data.volume import VolumeSlicer, expand_volume_records, slice_volume, stack_slices
 
@@ -54,6 +54,7 @@ __all__ = [
     "ValidateLabelValues",
     "ValidateLabelValuesd",
     "ValidationReport",
+    "check_loadable",
     "VolumeSlicer",
     "atomic_image_writer",
     "describe_item",

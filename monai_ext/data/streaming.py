@@ -16,6 +16,8 @@ from typing import Any
 
 from torch.utils.data import IterableDataset, get_worker_info
 
+from monai_ext.data.validation import transform_error
+
 __all__ = ["SkipFailedDataset", "describe_item"]
 
 logger = logging.getLogger(__name__)
@@ -90,9 +92,7 @@ class SkipFailedDataset(IterableDataset):
         return sorted(found, key=lambda failure: failure["index"])
 
     def _record(self, index: int, item: Any, error: BaseException, in_worker: bool) -> None:
-        # MONAI's Compose wraps a transform's error in RuntimeError("applying transform ..."): report the real one.
-        while isinstance(error, RuntimeError) and error.__cause__ is not None and "applying transform" in str(error):
-            error = error.__cause__
+        error = transform_error(error)  # MONAI's Compose wraps it in RuntimeError("applying transform ...")
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         failure = {"index": index, "item": describe_item(item), "error": type(error).__name__, "message": message}
         logger.warning("Skipping item %d (%s): %s: %s", index, failure["item"], failure["error"], message)

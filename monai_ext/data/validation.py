@@ -7,9 +7,11 @@ every broken file instead of failing on the first one in the middle of training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["PROBLEM_DESCRIPTIONS", "ValidationReport", "DatasetValidationError"]
+__all__ = ["PROBLEM_DESCRIPTIONS", "ValidationReport", "DatasetValidationError", "check_loadable", "transform_error"]
 
 # category -> what the listed entries have in common (shown in ValidationReport.format()).
 PROBLEM_DESCRIPTIONS = {
@@ -28,6 +30,7 @@ PROBLEM_DESCRIPTIONS = {
     "invalid_path": "datalist path(s) that are not strings",
     "invalid_text": "text that is not a non-empty string or a non-empty list of non-empty strings",
     "missing_file": "file(s) that do not exist",
+    "unloadable_item": "item(s) whose image or mask fails the training pipeline's loading checks",
 }
 
 # Problems that leave no usable record at all: skipping cannot help, so they are raised even with on_error="skip".
@@ -103,3 +106,41 @@ class DatasetValidationError(ValueError):
     def __init__(self, report: ValidationReport):
         self.report = report
         super().__init__(report.format())
+
+
+def transform_error(error: BaseException) -> BaseException:
+    """The error a transform raised, without MONAI Compose's ``RuntimeError("applying transform ...")`` wrappers."""
+    while isinstance(error, RuntimeError) and error.__cause__ is not None and "applying transform" in str(error):
+        error = error.__cause__
+    return error
+
+
+def check_loadable(
+    report: ValidationReport, load: Callable[[dict], Any], progress: bool = True, description: str = "checking files"
+) -> ValidationReport:
+    """Run ``load`` on every record of ``report``; records that raise are removed and reported as ``unloadable_item``
+    with the error's message (the loaders of this package name the file and the problem there).
+
+    Reading every file finds truncated images, masks of another size, colour masks and non-binary masks before
+    training starts instead of in its middle.
+
+    Args:
+        report: a report whose ``records`` passed the table and file checks; changed in place and returned.
+        load: the loading transforms of the training pipeline, e.g. ``Compose([CheckedLoadImaged(...),
+            BinarizeMaskd(...)])``.
+        progress: show a progress bar (tqdm) on long checks.
+        description: the progress bar's label.
+    """
+    from tqdm import tqdm
+
+    kept = []
+    for record in tqdm(report.records, desc=description, disable=not progress, leave=False):
+        try:
+            load(dict(record))
+        except Exception as error:  # any loader failure is the record's problem, reported with its message
+            error = transform_error(error)
+            report.add("unloadable_item", f"{record.get('name') or record.get('image')}: {type(error).__name__}: {error}")
+        else:
+            kept.append(record)
+    report.records = kept
+    return report

@@ -44,6 +44,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd, LoadImaged, MapTransform
 
 from monai_ext.data.readers import CheckedLoadImaged, is_dicom_path
+from monai_ext.data.validation import transform_error
 from monai_ext.utils.io import atomic_write, atomic_write_text, load_state_dict_checked
 from monai_ext.utils.visualize import render_overlay
 
@@ -213,13 +214,6 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    """The error a transform raised, without MONAI Compose's "applying transform ..." RuntimeError wrappers."""
-    while isinstance(error, RuntimeError) and str(error).startswith("applying transform") and error.__cause__:
-        error = error.__cause__
-    return error
-
-
 def _volume_hint(error: BaseException, image: str) -> str:
     """A hint when a 2D preprocessing meets a volume (e.g. TGC-Net's inference.json on a CT series)."""
     text = str(error)
@@ -302,7 +296,7 @@ class BundlePredictor:
             original = loaded[self.image_key]
             prepared = self.transform(dict(loaded))
         except RuntimeError as error:
-            root = _root_cause(error)
+            root = transform_error(error)
             if root is error:
                 raise
             hint = _volume_hint(root, image)
