@@ -53,7 +53,8 @@ def main(
         bundle_dir, checkpoint=checkpoint, config_files=configs, overrides=overrides, device=device, threshold=threshold
     )
     if image is not None and predictor.input_keys and not (isinstance(text, str) and text.strip()):
-        raise SystemExit("--text is required with --image: the report that says what to segment.")
+        given = "is missing" if text is None else "is empty"
+        raise SystemExit(f"--text {given}: with --image it is required, the report that says what to segment.")
     if image is not None:
         result = predictor.predict_file(image, text, output_dir, overwrite=overwrite)
         print(f"mask: {result.mask_path}\noverlay: {result.overlay_path}\nforeground voxels: {result.foreground}")

@@ -267,7 +267,7 @@ CASES = [
     ("colour_mask", colour_mask, ImageReadError, r"colour channels that differ; expected a single-channel mask", None),
     ("grey_image_into_colour_bundle", grey_image_into_colour_bundle, None, None, "three_channels"),
     ("volume_into_2d_bundle", volume_into_2d_bundle, ImageReadError, r"is 3D .*expected a 2D image: slice volumes first", None),
-    ("mask_image_size_mismatch", size_mismatch, ShapeMismatchError, r"mask_small.png' has spatial shape \(6, 8\) but image .*img.png", None),
+    ("mask_image_size_mismatch", size_mismatch, ShapeMismatchError, r"mask_small.png' is 6 x 8 but image .*img.png' is 8 x 8 \(width x height\)", None),
     ("non_binary_mask", non_binary_mask, LabelValueError, r"is not binary.*values \[0, 3, 128, 255\]", None),
     ("label_out_of_range", out_of_range_label, LabelValueError, r"values \[7\].*outside the allowed", None),
     ("nan_inf_pixels", nan_inf_pixels, ImageReadError, r"2 NaN/Inf value", None),

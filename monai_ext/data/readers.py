@@ -463,8 +463,10 @@ class CheckedLoadImaged(MapTransform):
             first_spatial = 1 if self.loader.ensure_channel_first else 0
             image_shape, label_shape = tuple(image.shape[first_spatial:]), tuple(label.shape[first_spatial:])
             if image_shape != label_shape:
+                # MONAI's order is x, y(, z): width first for PNG/JPEG, the reverse of numpy's (rows, columns).
+                axes = "width x height" if len(image_shape) == 2 else "voxels along x, y, z"
                 raise ShapeMismatchError(
-                    f"Label '{label.meta.get('filename_or_obj')}' has spatial shape {label_shape} but image "
-                    f"'{image.meta.get('filename_or_obj')}' has {image_shape}."
+                    f"Label '{label.meta.get('filename_or_obj')}' is {' x '.join(map(str, label_shape))} but image "
+                    f"'{image.meta.get('filename_or_obj')}' is {' x '.join(map(str, image_shape))} ({axes})."
                 )
         return d

@@ -45,6 +45,7 @@ from monai.transforms import Compose, Invertd, LoadImaged, MapTransform
 
 from monai_ext.data.readers import CheckedLoadImaged, is_dicom_path
 from monai_ext.data.validation import transform_error
+from monai_ext.text.tokenize import TextInputError
 from monai_ext.utils.io import atomic_write, atomic_write_text, load_state_dict_checked
 from monai_ext.utils.visualize import render_overlay
 
@@ -290,7 +291,7 @@ class BundlePredictor:
         if text is None:
             text = ""
         if not isinstance(text, str) or (self.input_keys and not text.strip()):
-            raise ValueError(f"No report text for '{image}': give the findings to segment.")
+            raise TextInputError(f"No report text for '{image}': give the findings to segment.")
         try:
             loaded = self.load({self.image_key: os.fspath(image), self.text_key: text})
             original = loaded[self.image_key]

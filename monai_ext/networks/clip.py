@@ -309,7 +309,11 @@ def create_clip(
             pretrained_text=False,
         )
     if weights_path is None:
-        logger.warning("CLIP %r has random weights (no pretrained tag or checkpoint given).", model_name)
+        logger.warning(
+            "CLIP %r starts from random weights (no pretrained tag or checkpoint given): right when a bundle checkpoint "
+            "that holds them is loaded next (inference, the demo), wrong for training a real model.",
+            model_name,
+        )
     else:
         _load_weights(model, weights_path, model_name)
         logger.info("Loaded CLIP %r weights from %s", model_name, weights_path)
