@@ -74,7 +74,10 @@ def main(
     if len(refused) == 1:
         raise DatasetValidationError(refused[0][1])
     if refused:
-        combined = ValidationReport(source=f"{os.path.abspath(root)} [{', '.join(split for split, _ in refused)}]")
+        combined = ValidationReport(
+            source=f"{os.path.abspath(root)} [{', '.join(split for split, _ in refused)}]",
+            records=[record for _, report in refused for record in report.records],
+        )
         for split, report in refused:
             for category, items in report.problems.items():
                 for item in items:

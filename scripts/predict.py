@@ -49,9 +49,13 @@ def main(
     """Predict one ``--image`` with ``--text``, or every row of ``--csv``; exits with 1 when any image failed."""
     if (image is None) == (csv is None):
         raise SystemExit("Give either --image (with --text) or --csv.")
-    predictor = BundlePredictor(
-        bundle_dir, checkpoint=checkpoint, config_files=configs, overrides=overrides, device=device, threshold=threshold
-    )
+    try:
+        predictor = BundlePredictor(
+            bundle_dir, checkpoint=checkpoint, config_files=configs, overrides=overrides, device=device,
+            threshold=threshold,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError) as error:  # missing or unusable weights, configs: one line, no traceback
+        raise SystemExit(f"predict: {type(error).__name__}: {error}") from None
     if image is not None and predictor.input_keys and not (isinstance(text, str) and text.strip()):
         given = "is missing" if text is None else "is empty"
         raise SystemExit(f"--text {given}: with --image it is required, the report that says what to segment.")

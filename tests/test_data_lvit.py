@@ -217,7 +217,7 @@ def test_script_reads_every_image_and_reports_all_splits_together(tmp_path, caps
     with pytest.raises(DatasetValidationError) as info:
         lvit_to_datalist.main(root=str(root), output=str(output), splits="Train,Val")
     message = str(info.value)
-    assert "[Train, Val]" in message and "unloadable_item" in message
+    assert "[Train, Val]: 2 valid record(s), 3 problem(s)" in message and "unloadable_item" in message
     assert "Train: b: ImageReadError" in message and "b.png" in message
     assert "Val: c: ShapeMismatchError" in message and "Val: d: ImageReadError" in message and "colour" in message
     assert not output.exists()

@@ -44,3 +44,21 @@ def test_skip_failed_dataset_collects_failures(tmp_path, num_workers):
     assert failures[1] == {"index": 3, "item": "3", "error": "ValueError", "message": "item 3 is bad"}
     dataset.reset()
     assert dataset.all_failures() == []
+
+
+@pytest.mark.parametrize("items, raises", [([1, 2, 3], False), ([3, 6], True)])
+def test_failure_report_fails_a_run_that_produced_nothing(tmp_path, items, raises):
+    from ignite.engine import Engine
+
+    from monai_ext.engines import FailureReport
+
+    dataset = SkipFailedDataset(items, transform=_square)
+    engine = Engine(lambda engine, batch: batch)
+    FailureReport(dataset, output_dir=str(tmp_path)).attach(engine)
+    if raises:
+        with pytest.raises(RuntimeError, match=r"every one of the 2 item\(s\) failed \(first: 3: item 3 is bad\)"):
+            engine.run(DataLoader(dataset, batch_size=1), max_epochs=1)
+    else:
+        engine.run(DataLoader(dataset, batch_size=1), max_epochs=1)  # one failure among results: logged, not raised
+    with open(tmp_path / "failures.json") as f:
+        assert json.load(f)["num_failed"] == (2 if raises else 1)

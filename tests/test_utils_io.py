@@ -130,6 +130,21 @@ def test_bundle_checkpoint_loader_says_weights_must_be_trained_first(tmp_path):
         loader()
 
 
+def test_predict_script_says_in_one_line_that_weights_are_missing(tmp_path):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, os.path.join(repo, "scripts", "predict.py"), "--bundle_dir", os.path.join(repo, "bundles", "tgcnet"),
+         "--configs", "configs/demo_inference.json", "--checkpoint", str(tmp_path / "none" / "model.pt"),
+         "--image", str(tmp_path / "x.png"), "--text", "Left lung.", "--output_dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "CheckpointNotFoundError: Checkpoint file" in result.stderr and "No weights ship" in result.stderr
+
+
 @pytest.mark.parametrize("corrupt", ["truncated", "empty", "text", "random"])
 def test_safe_load_corrupt_files(tmp_path, corrupt):
     path = tmp_path / "bad.pt"

@@ -214,14 +214,10 @@ class CheckedCheckpointLoader:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine | None = None) -> None:
-        from monai_ext.utils.io import CheckpointNotFoundError, load_state_dict_checked
+        from monai_ext.utils.io import BUNDLE_WEIGHTS_HINT, CheckpointNotFoundError, load_state_dict_checked
 
         if not os.path.exists(self.load_path):
-            raise CheckpointNotFoundError(
-                self.load_path,
-                hint="No weights ship with the bundles: train first (train.json writes <ckpt_dir>/model.pt), or point "
-                "--ckpt_dir at the folder that holds model.pt.",
-            )
+            raise CheckpointNotFoundError(self.load_path, hint=BUNDLE_WEIGHTS_HINT)
         module = getattr(self.network, "module", self.network)  # DistributedDataParallel
         expected = self.expected_network or type(module).__name__
         load_state_dict_checked(module, self.load_path, strict=self.strict, expected_network=expected)
@@ -238,6 +234,7 @@ class FailureReport:
         output_dir: where ``failures.json`` goes.
         overwrite: replace an existing ``failures.json``.
         raise_on_failure: after writing, raise ``RuntimeError`` when anything failed (a non-zero exit for scripts).
+            When every item failed it is raised anyway: a run that produced nothing must not look like a success.
 
     Example::
 
@@ -283,10 +280,11 @@ class FailureReport:
             )
         else:
             logger.info("All items processed (%d iterations), no failure.", processed)
-        if self.failures and self.raise_on_failure:
+        if self.failures and (self.raise_on_failure or engine.state.iteration == 0):
             first = self.failures[0]
+            every = "every one of the " if engine.state.iteration == 0 else ""
             raise RuntimeError(
-                f"{len(self.failures)} item(s) failed (first: {first['item']}: {first['message']}); see "
+                f"{every}{len(self.failures)} item(s) failed (first: {first['item']}: {first['message']}); see "
                 f"{self.output_dir}/failures.json"
             )
 

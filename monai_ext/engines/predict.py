@@ -46,7 +46,13 @@ from monai.transforms import Compose, Invertd, LoadImaged, MapTransform
 from monai_ext.data.readers import CheckedLoadImaged, is_dicom_path
 from monai_ext.data.validation import transform_error
 from monai_ext.text.tokenize import TextInputError
-from monai_ext.utils.io import atomic_write, atomic_write_text, load_state_dict_checked
+from monai_ext.utils.io import (
+    BUNDLE_WEIGHTS_HINT,
+    CheckpointNotFoundError,
+    atomic_write,
+    atomic_write_text,
+    load_state_dict_checked,
+)
 from monai_ext.utils.visualize import render_overlay
 
 __all__ = [
@@ -125,7 +131,10 @@ def load_bundle_network(
         monai_ext.utils.io.CheckpointError: the checkpoint is missing, corrupt, pickles code or does not fit.
     """
     network = parser.get_parsed_content(net_id)
-    load_state_dict_checked(network, checkpoint or default_checkpoint(parser), strict=strict)
+    checkpoint = checkpoint or default_checkpoint(parser)
+    if not os.path.exists(checkpoint):
+        raise CheckpointNotFoundError(checkpoint, hint=BUNDLE_WEIGHTS_HINT)
+    load_state_dict_checked(network, checkpoint, strict=strict)
     return network.to(device).eval()
 
 

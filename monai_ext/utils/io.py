@@ -53,6 +53,13 @@ class CheckpointError(ValueError):
     """A checkpoint file cannot be used: corrupt, not a plain state dict, or made for another network."""
 
 
+# Said when a bundle's own checkpoint is missing: nothing is downloaded, and the bundles ship no trained weights.
+BUNDLE_WEIGHTS_HINT = (
+    "No weights ship with the bundles: train first (train.json writes <ckpt_dir>/model.pt), or point --ckpt_dir "
+    "(predict.py: --checkpoint) at the folder or file that holds them."
+)
+
+
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint file does not exist (catchable as both :class:`CheckpointError` and ``FileNotFoundError``).
 
