@@ -62,3 +62,19 @@ def test_failure_report_fails_a_run_that_produced_nothing(tmp_path, items, raise
         engine.run(DataLoader(dataset, batch_size=1), max_epochs=1)  # one failure among results: logged, not raised
     with open(tmp_path / "failures.json") as f:
         assert json.load(f)["num_failed"] == (2 if raises else 1)
+
+
+def test_item_progress_bar_counts_skipped_items_and_reaches_the_total():
+    from ignite.engine import Engine, Events
+
+    from monai_ext.engines import ItemProgressBar
+
+    dataset = SkipFailedDataset(list(range(1, 8)), transform=_square)  # 3 and 6 fail
+    engine = Engine(lambda engine, batch: batch)
+    progress = ItemProgressBar(total=7, dataset=dataset)
+    progress.attach(engine)
+    seen = []
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: seen.append(progress.done))
+    engine.run(DataLoader(dataset, batch_size=1), max_epochs=1)
+    assert seen == [1, 2, 4, 5, 7]  # each failure counted when the next item arrives
+    assert progress.done == 7

@@ -4,6 +4,7 @@ from .bundle_runner import bundle_run_command, run_bundle
 from .handlers import (
     CheckedCheckpointLoader,
     FailureReport,
+    ItemProgressBar,
     LoaderWaitMonitor,
     OverlayWriter,
     SegmentationReportWriter,
