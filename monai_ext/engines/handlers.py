@@ -215,13 +215,13 @@ class CheckedCheckpointLoader:
         engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine | None = None) -> None:
-        from monai_ext.utils.io import BUNDLE_WEIGHTS_HINT, CheckpointNotFoundError, load_state_dict_checked
+        from monai_ext.utils.io import BUNDLE_WEIGHTS_HINT, load_state_dict_checked
 
-        if not os.path.exists(self.load_path):
-            raise CheckpointNotFoundError(self.load_path, hint=BUNDLE_WEIGHTS_HINT)
         module = getattr(self.network, "module", self.network)  # DistributedDataParallel
         expected = self.expected_network or type(module).__name__
-        load_state_dict_checked(module, self.load_path, strict=self.strict, expected_network=expected)
+        load_state_dict_checked(
+            module, self.load_path, strict=self.strict, expected_network=expected, missing_hint=BUNDLE_WEIGHTS_HINT
+        )
         logger.info("Loaded weights from %s into %s", self.load_path, expected)
 
 

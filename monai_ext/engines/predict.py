@@ -46,13 +46,7 @@ from monai.transforms import Compose, Invertd, LoadImaged, MapTransform
 from monai_ext.data.readers import CheckedLoadImaged, is_dicom_path
 from monai_ext.data.validation import transform_error
 from monai_ext.text.tokenize import TextInputError
-from monai_ext.utils.io import (
-    BUNDLE_WEIGHTS_HINT,
-    CheckpointNotFoundError,
-    atomic_write,
-    atomic_write_text,
-    load_state_dict_checked,
-)
+from monai_ext.utils.io import BUNDLE_WEIGHTS_HINT, atomic_write, atomic_write_text, load_state_dict_checked
 from monai_ext.utils.visualize import render_overlay
 
 __all__ = [
@@ -131,10 +125,9 @@ def load_bundle_network(
         monai_ext.utils.io.CheckpointError: the checkpoint is missing, corrupt, pickles code or does not fit.
     """
     network = parser.get_parsed_content(net_id)
-    checkpoint = checkpoint or default_checkpoint(parser)
-    if not os.path.exists(checkpoint):
-        raise CheckpointNotFoundError(checkpoint, hint=BUNDLE_WEIGHTS_HINT)
-    load_state_dict_checked(network, checkpoint, strict=strict)
+    load_state_dict_checked(
+        network, checkpoint or default_checkpoint(parser), strict=strict, missing_hint=BUNDLE_WEIGHTS_HINT
+    )
     return network.to(device).eval()
 
 

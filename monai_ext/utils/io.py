@@ -227,10 +227,13 @@ def _describe_unpickling_error(path: str, error: Exception) -> str:
     return f"Checkpoint '{path}' is not a PyTorch checkpoint or is corrupt (unreadable pickle data)."
 
 
-def safe_torch_load(path: PathLike, map_location: str | torch.device | None = "cpu") -> Any:
+def safe_torch_load(path: PathLike, map_location: str | torch.device | None = "cpu", missing_hint: str = "") -> Any:
     """``torch.load(path, map_location, weights_only=True)`` with clear errors.
 
     Only tensors and plain containers (dict, list, tuple, str, numbers) load; nothing in the file can run code.
+
+    Args:
+        missing_hint: a sentence added to the error when the file does not exist, e.g. :data:`BUNDLE_WEIGHTS_HINT`.
 
     Raises:
         CheckpointNotFoundError: the file does not exist (also a ``FileNotFoundError``).
@@ -243,7 +246,7 @@ def safe_torch_load(path: PathLike, map_location: str | torch.device | None = "c
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise CheckpointNotFoundError(path)
+        raise CheckpointNotFoundError(path, hint=missing_hint)
     if os.path.isdir(path):
         raise CheckpointError(f"Checkpoint path '{path}' is a folder, expected a file written by torch.save.")
     if os.path.getsize(path) == 0:
@@ -318,6 +321,7 @@ def load_state_dict_checked(
     state_dict_or_path: PathLike | Mapping[str, Any],
     strict: bool = True,
     expected_network: str | None = None,
+    missing_hint: str = "",
 ):
     """Load weights into ``module`` with an error that says what does not fit.
 
@@ -341,7 +345,7 @@ def load_state_dict_checked(
     source = "state dict"
     if isinstance(state_dict_or_path, (str, os.PathLike)):
         source = f"Checkpoint '{os.fspath(state_dict_or_path)}'"
-        checkpoint = safe_torch_load(state_dict_or_path)
+        checkpoint = safe_torch_load(state_dict_or_path, missing_hint=missing_hint)
     else:
         checkpoint = state_dict_or_path
     state_dict = extract_state_dict(checkpoint, source=source)
