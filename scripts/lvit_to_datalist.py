@@ -92,18 +92,23 @@ def main(
     return counts
 
 
+# The transforms of TGC-Net's training load_transforms that check files (the rest rescale, resize and fill in text).
+CHECKING_TRANSFORMS = ("CheckedLoadImaged", "BinarizeMaskd")
+
+
 def _training_loader():
-    """The loading checks of TGC-Net's training pipeline (bundles/tgcnet/configs/train.json, load_transforms)."""
+    """The loading checks of TGC-Net's training pipeline, built from ``bundles/tgcnet/configs/train.json`` itself."""
+    from monai.bundle import ConfigParser
     from monai.transforms import Compose
 
-    from monai_ext.data import BinarizeMaskd, CheckedLoadImaged
-
-    return Compose(
-        [
-            CheckedLoadImaged(keys=["image", "label"], channels=1, label_channels=1, spatial_dims=2),
-            BinarizeMaskd(keys="label"),
-        ]
-    )
+    parser = ConfigParser()
+    parser.read_config(os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "train.json"))
+    ids = [
+        f"load_transforms#{index}"
+        for index, transform in enumerate(parser["load_transforms"])
+        if transform["_target_"].rsplit(".", 1)[-1] in CHECKING_TRANSFORMS
+    ]
+    return Compose([parser.get_parsed_content(config_id) for config_id in ids])
 
 
 def cli() -> None:
