@@ -40,13 +40,13 @@ def is_valid_text(text: Any) -> bool:
 
 
 # Longest first, so that "case.nii.gz" loses ".nii.gz", not ".gz".
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
+_STEM_SUFFIXES = (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 
 
 def image_stem(path: str | os.PathLike) -> str:
     """An image file's name without folder and image suffix: ``"a/case_1.nii.gz"`` -> ``"case_1"``."""
     name = os.path.basename(os.fspath(path))
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in _STEM_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return os.path.splitext(name)[0]

@@ -448,8 +448,9 @@ class CheckedLoadImaged(MapTransform):
             reader, ensure_channel_first, dtype, check_finite, channels=channels, spatial_dims=spatial_dims, **kwargs
         )
         self.label_loader = CheckedLoadImage(
-            reader, ensure_channel_first, dtype, check_finite, label_channels, True, spatial_dims, **kwargs
-        )
+            reader, ensure_channel_first, dtype, check_finite, channels=label_channels, mask=True,
+            spatial_dims=spatial_dims, **kwargs,
+        )  # fmt: skip
         self.image_key, self.label_key = image_key, label_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:

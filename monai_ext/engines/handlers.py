@@ -281,9 +281,10 @@ class FailureReport:
             )
         else:
             logger.info("All items processed (%d iterations), no failure.", processed)
-        if self.failures and (self.raise_on_failure or engine.state.iteration == 0):
+        nothing_done = engine.state.iteration == 0
+        if self.failures and (self.raise_on_failure or nothing_done):
             first = self.failures[0]
-            every = "every one of the " if engine.state.iteration == 0 else ""
+            every = "every one of the " if nothing_done else ""
             raise RuntimeError(
                 f"{every}{len(self.failures)} item(s) failed (first: {first['item']}: {first['message']}); see "
                 f"{self.output_dir}/failures.json"
