@@ -33,10 +33,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.data.synthetic import make_chest_xray_dataset, make_rereported_split  # noqa: E402
-from monai_ext.engines.bundle_runner import run_bundle  # noqa: E402
-from monai_ext.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.bundle.runner import run_bundle  # noqa: E402
+from monai_ext.demo import make_chest_xray_dataset, make_rereported_split  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
+from monai_ext.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 BUNDLE = os.path.join(REPO_ROOT, "bundles", "tgcnet")
 # variant -> (extra configs, overrides, dataset: "reports" or "generic")
@@ -60,15 +60,22 @@ def _prepare_data(data_root: str, counts: dict, image_size: int) -> dict[str, st
         with open(stamp_path, encoding="utf-8") as f:
             made_with = json.load(f)
         if made_with != stamp:
-            raise ValueError(f"{data_root} holds demo data made with {made_with}, not {stamp}; "
-                             "choose another output_dir for these settings.")
+            raise ValueError(
+                f"{data_root} holds demo data made with {made_with}, not {stamp}; "
+                "choose another output_dir for these settings."
+            )
     elif os.path.isdir(reports):
-        raise ValueError(f"{data_root} holds demo data of unknown settings (no settings.json); "
-                         "choose another output_dir or delete that folder.")
+        raise ValueError(
+            f"{data_root} holds demo data of unknown settings (no settings.json); "
+            "choose another output_dir or delete that folder."
+        )
     else:
         make_chest_xray_dataset(reports, image_size=image_size, seed=0, **counts)
-    paths = {"reports": reports, "generic": os.path.join(data_root, "generic"),
-             "counterfactual": os.path.join(data_root, "counterfactual")}
+    paths = {
+        "reports": reports,
+        "generic": os.path.join(data_root, "generic"),
+        "counterfactual": os.path.join(data_root, "counterfactual"),
+    }
     if not os.path.isdir(paths["generic"]):
         make_rereported_split(reports, paths["generic"], splits=["training", "validation", "test"], mode="generic")
     if not os.path.isdir(paths["counterfactual"]):
@@ -90,18 +97,31 @@ def _run_one(variant: str, seed: int, data: dict, run_dir: str, base_overrides: 
             return {**previous["result"], "reused": True}
     configs, overrides, dataset = VARIANTS[variant]
     train_configs = ["train.json", "demo.json", *configs]
-    common = {**base_overrides, **overrides, "seed": seed, "ckpt_dir": os.path.join(run_dir, "models"),
-              "log_dir": os.path.join(run_dir, "runs")}
+    common = {
+        **base_overrides,
+        **overrides,
+        "seed": seed,
+        "ckpt_dir": os.path.join(run_dir, "models"),
+        "log_dir": os.path.join(run_dir, "runs"),
+    }
     os.makedirs(run_dir, exist_ok=True)
     started = time.time()
-    run_bundle(BUNDLE, train_configs, {**common, "dataset_dir": data[dataset], "output_dir": run_dir},
-               log_file=os.path.join(run_dir, "train.log"))
+    run_bundle(
+        BUNDLE,
+        train_configs,
+        {**common, "dataset_dir": data[dataset], "output_dir": run_dir},
+        log_file=os.path.join(run_dir, "train.log"),
+    )
     results = {"variant": variant, "seed": seed, "train_seconds": time.time() - started}
     # Held-out test with the variant's own kind of reports, then the counterfactual reports.
     for name, dataset_dir in (("test", data[dataset]), ("counterfactual", data["counterfactual"])):
         out = os.path.join(run_dir, f"eval_{name}")
-        run_bundle(BUNDLE, [*train_configs, "evaluate.json"], {**common, "dataset_dir": dataset_dir, "output_dir": out},
-                   log_file=os.path.join(run_dir, f"eval_{name}.log"))
+        run_bundle(
+            BUNDLE,
+            [*train_configs, "evaluate.json"],
+            {**common, "dataset_dir": dataset_dir, "output_dir": out},
+            log_file=os.path.join(run_dir, f"eval_{name}.log"),
+        )
         with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
             report = json.load(f)
         results[name] = {
@@ -131,13 +151,16 @@ def _summarise(runs: list[dict]) -> dict:
 def _markdown(results: dict) -> str:
     s = results["settings"]
     lines = [
-        "# Accuracy on the report-referred chest X-ray demo", "",
+        "# Accuracy on the report-referred chest X-ray demo",
+        "",
         f"{s['counts']['n_train']}/{s['counts']['n_val']}/{s['counts']['n_test']} train/validation/test images of "
         f"{s['image_size']} px, {s['max_epochs']} epochs, seeds {s['seeds']}, device "
         f"{s['device']}, {s['date']}. Mean ± standard deviation over seeds. Dice, IoU and HD95 (pixels) are per-image "
         "means (LViT's convention); 'dataset Dice' accumulates all test pixels first (GuideDecoder / TGC-Net's "
-        "convention).", "",
-        f"Command: `{s['command']}`", "",
+        "convention).",
+        "",
+        f"Command: `{s['command']}`",
+        "",
         "| variant | test Dice | test IoU | test HD95 | test dataset Dice | counterfactual Dice | counterfactual IoU |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -203,32 +226,49 @@ def main(
     output_dir = os.path.abspath(output_dir)
     counts = {"n_train": n_train, "n_val": n_val, "n_test": n_test}
     data = _prepare_data(os.path.join(output_dir, "data"), counts, image_size)
-    base = {"max_epochs": max_epochs, "image_size": image_size,
-            "device": f"$torch.device('{device}')", "amp": device.startswith("cuda")}
+    base = {
+        "max_epochs": max_epochs,
+        "image_size": image_size,
+        "device": f"$torch.device('{device}')",
+        "amp": device.startswith("cuda"),
+    }
     if learning_rate is not None:
         base["learning_rate"] = learning_rate
     jobs = [(v, s) for s in seeds for v in variants]
     runs, failures = [], []
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {pool.submit(_run_one, v, s, data, os.path.join(output_dir, "runs", f"{v}_seed{s}"), base, reuse):
-                   (v, s) for v, s in jobs}
+        futures = {
+            pool.submit(_run_one, v, s, data, os.path.join(output_dir, "runs", f"{v}_seed{s}"), base, reuse): (v, s)
+            for v, s in jobs
+        }
         for done, future in enumerate(as_completed(futures), 1):
             variant, seed = futures[future]
             try:
                 runs.append(future.result())
-                print(f"[{done}/{len(jobs)}] {variant} seed {seed}: test Dice {runs[-1]['test']['dice']:.3f}, "
-                      f"counterfactual Dice {runs[-1]['counterfactual']['dice']:.3f}"
-                      + (" (reused)" if runs[-1].get("reused") else ""), flush=True)
+                print(
+                    f"[{done}/{len(jobs)}] {variant} seed {seed}: test Dice {runs[-1]['test']['dice']:.3f}, "
+                    f"counterfactual Dice {runs[-1]['counterfactual']['dice']:.3f}"
+                    + (" (reused)" if runs[-1].get("reused") else ""),
+                    flush=True,
+                )
             except RuntimeError as error:
                 failures.append({"variant": variant, "seed": seed, "error": str(error)})
                 print(f"[{done}/{len(jobs)}] {variant} seed {seed} FAILED: {error}", flush=True)
     runs.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
     results = {
-        "settings": {"counts": counts, "image_size": image_size, "max_epochs": max_epochs, "seeds": list(seeds),
-                     "learning_rate": learning_rate,
-                     "device": device, "date": time.strftime("%Y-%m-%d"),
-                     "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]])},
-        "runs": runs, "failures": failures, "summary": _summarise(runs),
+        "settings": {
+            "counts": counts,
+            "image_size": image_size,
+            "max_epochs": max_epochs,
+            "seeds": list(seeds),
+            "learning_rate": learning_rate,
+            "device": device,
+            "date": time.strftime("%Y-%m-%d"),
+            "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]]),
+        },
+        "runs": runs,
+        "failures": failures,
+        "summary": _summarise(runs),
     }
     atomic_write_json(os.path.join(output_dir, "accuracy.json"), results, overwrite=True)
     markdown_path = os.path.join(output_dir, "accuracy.md")

@@ -45,8 +45,8 @@ def prepare(work_dir: str, n_images: int, image_size: int, n_corrupt: int, seed:
     import torch
     from monai.bundle import ConfigParser
 
-    from monai_ext.data.synthetic import make_chest_xray_dataset
-    from monai_ext.utils.io import atomic_save
+    from monai_ext.demo import make_chest_xray_dataset
+    from monai_ext.io import atomic_save
 
     data_dir = os.path.join(work_dir, "data")
     image_dir = os.path.join(data_dir, "Test_Folder", "img")

@@ -21,9 +21,9 @@ if REPO_ROOT not in sys.path:
 
 from monai.networks.nets import BasicUNet  # noqa: E402
 
+from monai_ext.flags import checked_flags  # noqa: E402
+from monai_ext.io import atomic_write_json, atomic_write_text  # noqa: E402
 from monai_ext.networks import TGCNet, VLSANet, count_parameters  # noqa: E402
-from monai_ext.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
 
 FUNDUS_PROMPTS = os.path.join(REPO_ROOT, "bundles", "vlsanet", "configs", "prompts_fundus.json")
 
@@ -53,15 +53,22 @@ def main(output_dir: str = "benchmark_results/parameters", clip_model_name: str 
         rows.append({"network": name, **counts, "trainable_fraction": counts["trainable"] / counts["total"]})
         print(f"{name}: {counts['trainable']:,} trainable / {counts['total']:,} total", flush=True)
     lines = [
-        "# Parameters", "",
-        f"CLIP {clip_model_name}; {time.strftime('%Y-%m-%d')}. Command: `python scripts/benchmark_parameters.py`.", "",
-        "| network | trainable | total | trainable share |", "| --- | ---: | ---: | ---: |",
+        "# Parameters",
+        "",
+        f"CLIP {clip_model_name}; {time.strftime('%Y-%m-%d')}. Command: `python scripts/benchmark_parameters.py`.",
+        "",
+        "| network | trainable | total | trainable share |",
+        "| --- | ---: | ---: | ---: |",
     ]
-    lines += [f"| {r['network']} | {r['trainable'] / 1e6:.2f}M | {r['total'] / 1e6:.1f}M | "
-              f"{100 * r['trainable_fraction']:.1f}% |" for r in rows]
+    lines += [
+        f"| {r['network']} | {r['trainable'] / 1e6:.2f}M | {r['total'] / 1e6:.1f}M | "
+        f"{100 * r['trainable_fraction']:.1f}% |"
+        for r in rows
+    ]
     os.makedirs(output_dir, exist_ok=True)
-    atomic_write_json(os.path.join(output_dir, "parameters.json"), {"clip_model_name": clip_model_name, "rows": rows},
-                      overwrite=True)
+    atomic_write_json(
+        os.path.join(output_dir, "parameters.json"), {"clip_model_name": clip_model_name, "rows": rows}, overwrite=True
+    )
     path = os.path.join(output_dir, "parameters.md")
     atomic_write_text(path, "\n".join(lines) + "\n", overwrite=True)
     print("\n".join(lines))

@@ -6,7 +6,7 @@ FLOPs per image (torch's ``FlopCounterMode``) and the achieved TFLOP/s with its 
 times per-sample text encoding (what LViT-style pipelines pay every step) against our cached text embeddings, the data
 pipeline (readers, transforms, DataLoader) of the TGC-Net bundle on demo images, and the bundle's whole training loop
 (its trainer, loader, AMP setting and metric) with the share of time the loop waits for data
-(:class:`monai_ext.engines.LoaderWaitMonitor`): the figure that says whether the loader keeps up with the device.
+(:class:`monai_ext.handlers.LoaderWaitMonitor`): the figure that says whether the loader keeps up with the device.
 
 Writes ``speed.json``, ``speed.md`` and ``throughput.png`` to ``output_dir``::
 
@@ -40,9 +40,10 @@ if REPO_ROOT not in sys.path:
 
 from monai.networks.nets import BasicUNet  # noqa: E402
 
-from monai_ext.networks import TGCNet, VLSANet, count_parameters, get_clip_tokenizer  # noqa: E402
-from monai_ext.utils.io import atomic_write_json, atomic_write_text  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.clip import get_clip_tokenizer  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
+from monai_ext.io import atomic_write_json, atomic_write_text  # noqa: E402
+from monai_ext.networks import TGCNet, VLSANet, count_parameters  # noqa: E402
 
 FUNDUS_PROMPTS = os.path.join(REPO_ROOT, "bundles", "vlsanet", "configs", "prompts_fundus.json")
 VARIANTS = ("fp32", "bf16", "bf16_channels_last", "bf16_compile", "bf16_compile_cudagraphs")
@@ -52,8 +53,12 @@ COMPILE_MODES = {"bf16_compile": "default", "bf16_compile_cudagraphs": "reduce-o
 # Dense (no sparsity) tensor-core peak TFLOP/s from the vendors' datasheets. "fp32" rows are compared with the TF32
 # peak: cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32), so the plain fp32 peak
 # (67 TFLOP/s on an H100 SXM) would be exceeded.
-PEAK_TFLOPS = {"H100 80GB HBM3": {"fp32": 494.7, "bf16": 989.4}, "H100 PCIe": {"fp32": 378.0, "bf16": 756.0},
-               "H200": {"fp32": 494.7, "bf16": 989.4}, "A100": {"fp32": 156.0, "bf16": 312.0}}
+PEAK_TFLOPS = {
+    "H100 80GB HBM3": {"fp32": 494.7, "bf16": 989.4},
+    "H100 PCIe": {"fp32": 378.0, "bf16": 756.0},
+    "H200": {"fp32": 494.7, "bf16": 989.4},
+    "A100": {"fp32": 156.0, "bf16": 312.0},
+}
 
 
 def build_model(name: str, clip_model_name: str, image_size: int) -> tuple[nn.Module, int]:
@@ -71,7 +76,9 @@ def model_inputs(name: str, channels: int, batch: int, size: int, clip_model_nam
     image = torch.rand(batch, channels, size, size, device=device)
     if name != "tgcnet":
         return (image,)
-    tokens = get_clip_tokenizer(clip_model_name)(["Bilateral pulmonary infection, upper left lung and lower right lung."])
+    tokens = get_clip_tokenizer(clip_model_name)(
+        ["Bilateral pulmonary infection, upper left lung and lower right lung."]
+    )
     return image, tokens.expand(batch, -1).to(device)
 
 
@@ -128,8 +135,9 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
         model = model.to(memory_format=torch.channels_last)
         inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
     counts = count_parameters(model)
-    flops = count_flops(model, model_inputs(name, channels, 1, args["image_size"], args["clip_model_name"], device),
-                        mode == "train")
+    flops = count_flops(
+        model, model_inputs(name, channels, 1, args["image_size"], args["clip_model_name"], device), mode == "train"
+    )
     # Static shapes: the text-embedding cache makes the first call (a miss) differ from later ones (hits); with
     # automatic dynamic shapes inductor then compiles a symbolic-shape graph, slower and on CPU failing to compile.
     runner = torch.compile(model, mode=COMPILE_MODES[variant], dynamic=False) if variant in COMPILE_MODES else model
@@ -156,14 +164,24 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
     images_per_s = batch / seconds
     achieved = flops * images_per_s / 1e12
     peak = peak_for(device, precision)
-    memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
-              else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    memory = (
+        torch.cuda.max_memory_allocated(device)
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     return {
-        "model": name, "mode": mode, "batch": batch, "variant": variant, "images_per_s": images_per_s,
-        "ms_per_step": seconds * 1e3, "gflops_per_image": flops / 1e9, "achieved_tflops": achieved,
+        "model": name,
+        "mode": mode,
+        "batch": batch,
+        "variant": variant,
+        "images_per_s": images_per_s,
+        "ms_per_step": seconds * 1e3,
+        "gflops_per_image": flops / 1e9,
+        "achieved_tflops": achieved,
         "fraction_of_peak": (achieved / peak) if peak else None,
-        "peak_memory_mib": memory / 2**20, "memory_kind": "cuda max allocated" if device.type == "cuda"
-        else "process peak RSS (monotonic over the run)", **counts,
+        "peak_memory_mib": memory / 2**20,
+        "memory_kind": "cuda max allocated" if device.type == "cuda" else "process peak RSS (monotonic over the run)",
+        **counts,
     }
 
 
@@ -192,8 +210,14 @@ def benchmark_text(args) -> list[dict]:
 
         fresh = time_steps(encode_every_time, device, args["warmup"], args["iterations"])
         cached = time_steps(lambda: encoder(tokens), device, args["warmup"], args["iterations"])
-        rows.append({"batch": batch, "per_sample_encoding_ms": fresh * 1e3, "cached_ms": cached * 1e3,
-                     "speedup": fresh / cached})
+        rows.append(
+            {
+                "batch": batch,
+                "per_sample_encoding_ms": fresh * 1e3,
+                "cached_ms": cached * 1e3,
+                "speedup": fresh / cached,
+            }
+        )
     return rows
 
 
@@ -203,9 +227,16 @@ def tgcnet_train_parser(args, data_dir: str, **overrides):
 
     parser = ConfigParser()
     parser.read_config(os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "train.json"))
-    parser.update({"bundle_root": os.path.join(REPO_ROOT, "bundles", "tgcnet"), "dataset_dir": data_dir,
-                   "clip_model_name": args["clip_model_name"], "clip_pretrained": None,
-                   "image_size": args["image_size"], **overrides})
+    parser.update(
+        {
+            "bundle_root": os.path.join(REPO_ROOT, "bundles", "tgcnet"),
+            "dataset_dir": data_dir,
+            "clip_model_name": args["clip_model_name"],
+            "clip_pretrained": None,
+            "image_size": args["image_size"],
+            **overrides,
+        }
+    )
     return parser
 
 
@@ -226,14 +257,21 @@ def benchmark_data_pipeline(args, data_dir: str) -> list[dict]:
         dataset = parser.get_parsed_content("train#dataset")
         cache_seconds = time.perf_counter() - started
         for workers in args["loader_workers"]:
-            loader = DataLoader(dataset, batch_size=16, num_workers=workers, shuffle=True,
-                                persistent_workers=workers > 0)
+            loader = DataLoader(
+                dataset, batch_size=16, num_workers=workers, shuffle=True, persistent_workers=workers > 0
+            )
             for _ in loader:  # warm-up epoch: worker start, file cache, tokenizer memo
                 pass
             start = time.perf_counter()
             count = sum(batch["image"].shape[0] for _ in range(args["loader_epochs"]) for batch in loader)
-            rows.append({"cache_rate": cache_rate, "num_workers": workers, "cache_seconds": cache_seconds,
-                         "images_per_s": count / (time.perf_counter() - start)})
+            rows.append(
+                {
+                    "cache_rate": cache_rate,
+                    "num_workers": workers,
+                    "cache_seconds": cache_seconds,
+                    "images_per_s": count / (time.perf_counter() - start),
+                }
+            )
             print("   ", rows[-1], flush=True)
             del loader
     return rows
@@ -246,13 +284,20 @@ def benchmark_training_loop(args, data_dir: str) -> list[dict]:
     Validation, checkpoints and logging handlers are left out; the first epoch (worker start-up, text-embedding cache
     fill, cuDNN autotuning) is untimed, the row averages the ``loop_epochs`` epochs after it.
     """
-    from monai_ext.engines import LoaderWaitMonitor
+    from monai_ext.handlers import LoaderWaitMonitor
 
     rows = []
     for workers in args["loop_workers"]:
         parser = tgcnet_train_parser(
-            args, data_dir, num_workers=workers, batch_size=args["loop_batch_size"], max_epochs=1 + args["loop_epochs"],
-            device=args["device"], amp=args["device"].type == "cuda", **{"train#handlers": []})
+            args,
+            data_dir,
+            num_workers=workers,
+            batch_size=args["loop_batch_size"],
+            max_epochs=1 + args["loop_epochs"],
+            device=args["device"],
+            amp=args["device"].type == "cuda",
+            **{"train#handlers": []},
+        )
         trainer = parser.get_parsed_content("train#trainer")
         monitor = LoaderWaitMonitor(log=False)
         monitor.attach(trainer)
@@ -261,9 +306,16 @@ def benchmark_training_loop(args, data_dir: str) -> list[dict]:
         timed = monitor.epochs[1:]
         seconds = sum(e["seconds"] for e in timed)
         images = sum(e["images"] for e in timed)
-        rows.append({"num_workers": workers, "batch": args["loop_batch_size"], "amp": bool(trainer.amp),
-                     "images": images, "images_per_s": images / seconds,
-                     "wait_fraction": sum(e["wait_seconds"] for e in timed) / seconds})
+        rows.append(
+            {
+                "num_workers": workers,
+                "batch": args["loop_batch_size"],
+                "amp": bool(trainer.amp),
+                "images": images,
+                "images_per_s": images / seconds,
+                "wait_fraction": sum(e["wait_seconds"] for e in timed) / seconds,
+            }
+        )
         print("   ", rows[-1], flush=True)
         del trainer
         if args["device"].type == "cuda":
@@ -274,17 +326,21 @@ def benchmark_training_loop(args, data_dir: str) -> list[dict]:
 def _markdown(results: dict) -> str:
     env = results["environment"]
     lines = [
-        "# Speed benchmark", "",
+        "# Speed benchmark",
+        "",
         f"Device: {env['device_name']}; torch {env['torch']}; {env['cpu_count']} CPU threads; image "
-        f"{env['image_size']}x{env['image_size']}; CLIP {env['clip_model_name']} (random weights); {env['date']}.", "",
-        f"Command: `{env['command']}`", "",
+        f"{env['image_size']}x{env['image_size']}; CLIP {env['clip_model_name']} (random weights); {env['date']}.",
+        "",
+        f"Command: `{env['command']}`",
+        "",
     ]
     if results["models"]:
         lines += [
             "Median of the timed steps after warm-up. Training = forward + backward + AdamW step on the trainable "
             "parameters. FLOPs counted with torch.utils.flop_counter for one image (training: forward + backward). "
             "'of peak': achieved TFLOP/s over the datasheet's dense tensor-core peak (bf16; fp32 rows against TF32, "
-            "which cuDNN uses for fp32 convolutions by default).", "",
+            "which cuDNN uses for fp32 convolutions by default).",
+            "",
             "| model | mode | batch | variant | images/s | ms/step | GFLOP/image | TFLOP/s | of peak | peak MiB |"
             " trainable / total params |",
             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
@@ -292,8 +348,9 @@ def _markdown(results: dict) -> str:
     for r in results["models"]:
         frac = f"{100 * r['fraction_of_peak']:.1f}%" if r.get("fraction_of_peak") else "n/a"
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['mode']} | {r['batch']} | {r['variant']} | failed: {r['error']} |"
-                         " | | | | | |")
+            lines.append(
+                f"| {r['model']} | {r['mode']} | {r['batch']} | {r['variant']} | failed: {r['error']} |" " | | | | | |"
+            )
             continue
         lines.append(
             f"| {r['model']} | {r['mode']} | {r['batch']} | {r['variant']} | {r['images_per_s']:.1f} | "
@@ -301,22 +358,45 @@ def _markdown(results: dict) -> str:
             f"{r['peak_memory_mib']:.0f} | {r['trainable'] / 1e6:.2f}M / {r['total'] / 1e6:.1f}M |"
         )
     if results.get("text"):
-        lines += ["", "## Text encoding per step vs cached embeddings (TGC-Net's CLIP text encoder)", "",
-                  "| reports per batch | encode every step (ms) | cached (ms) | speed-up |", "| ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r['batch']} | {r['per_sample_encoding_ms']:.2f} | {r['cached_ms']:.3f} | {r['speedup']:.0f}x |"
-                  for r in results["text"]]
+        lines += [
+            "",
+            "## Text encoding per step vs cached embeddings (TGC-Net's CLIP text encoder)",
+            "",
+            "| reports per batch | encode every step (ms) | cached (ms) | speed-up |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['batch']} | {r['per_sample_encoding_ms']:.2f} | {r['cached_ms']:.3f} | {r['speedup']:.0f}x |"
+            for r in results["text"]
+        ]
     if results.get("data_pipeline"):
-        lines += ["", "## Data pipeline (TGC-Net train dataset + DataLoader, batch 16, demo PNGs, steady state)", "",
-                  "| cache_rate | num_workers | images/s | time to fill the cache (s) |", "| ---: | ---: | ---: | ---: |"]
-        lines += [f"| {r['cache_rate']} | {r['num_workers']} | {r['images_per_s']:.1f} | {r['cache_seconds']:.1f} |"
-                  for r in results["data_pipeline"]]
+        lines += [
+            "",
+            "## Data pipeline (TGC-Net train dataset + DataLoader, batch 16, demo PNGs, steady state)",
+            "",
+            "| cache_rate | num_workers | images/s | time to fill the cache (s) |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['cache_rate']} | {r['num_workers']} | {r['images_per_s']:.1f} | {r['cache_seconds']:.1f} |"
+            for r in results["data_pipeline"]
+        ]
     if results.get("training_loop"):
-        lines += ["", "## Training loop (the TGC-Net bundle's trainer on demo PNGs, epochs after the first)", "",
-                  "'waiting for data': share of the loop's time spent fetching the next batch; near 0 means the "
-                  "network, not the loader, sets the pace.", "",
-                  "| num_workers | batch | AMP | images/s | waiting for data |", "| ---: | ---: | --- | ---: | ---: |"]
-        lines += [f"| {r['num_workers']} | {r['batch']} | {'yes' if r['amp'] else 'no'} | {r['images_per_s']:.1f} | "
-                  f"{100 * r['wait_fraction']:.1f}% |" for r in results["training_loop"]]
+        lines += [
+            "",
+            "## Training loop (the TGC-Net bundle's trainer on demo PNGs, epochs after the first)",
+            "",
+            "'waiting for data': share of the loop's time spent fetching the next batch; near 0 means the "
+            "network, not the loader, sets the pace.",
+            "",
+            "| num_workers | batch | AMP | images/s | waiting for data |",
+            "| ---: | ---: | --- | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['num_workers']} | {r['batch']} | {'yes' if r['amp'] else 'no'} | {r['images_per_s']:.1f} | "
+            f"{100 * r['wait_fraction']:.1f}% |"
+            for r in results["training_loop"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -328,12 +408,22 @@ def _plot(results: dict, path: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, mode in zip(axes, ("inference", "train")):
-        for (model, variant) in sorted({(r["model"], r["variant"]) for r in results["models"] if "error" not in r}):
-            rows = sorted((r for r in results["models"] if r["model"] == model and r["variant"] == variant
-                           and r["mode"] == mode and "error" not in r), key=lambda r: r["batch"])
+        for model, variant in sorted({(r["model"], r["variant"]) for r in results["models"] if "error" not in r}):
+            rows = sorted(
+                (
+                    r
+                    for r in results["models"]
+                    if r["model"] == model and r["variant"] == variant and r["mode"] == mode and "error" not in r
+                ),
+                key=lambda r: r["batch"],
+            )
             if rows:
-                ax.plot([r["batch"] for r in rows], [r["images_per_s"] for r in rows], marker="o",
-                        label=f"{model} {variant}")
+                ax.plot(
+                    [r["batch"] for r in rows],
+                    [r["images_per_s"] for r in rows],
+                    marker="o",
+                    label=f"{model} {variant}",
+                )
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="images / s", title=mode)
         ax.grid(True, which="both", alpha=0.3)
         if ax.lines:
@@ -375,16 +465,30 @@ def main(
     if unknown:
         raise ValueError(f"Unknown variants {sorted(unknown)}; choose from {VARIANTS}.")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    args = {"device": dev, "image_size": image_size, "clip_model_name": clip_model_name, "warmup": warmup,
-            "iterations": iterations, "batch_sizes": list(batch_sizes), "loader_workers": list(loader_workers),
-            "loader_cache_rates": list(loader_cache_rates), "loader_images": loader_images, "loader_epochs": loader_epochs,
-            "loop_workers": list(loop_workers), "loop_batch_size": loop_batch_size, "loop_epochs": loop_epochs}
+    args = {
+        "device": dev,
+        "image_size": image_size,
+        "clip_model_name": clip_model_name,
+        "warmup": warmup,
+        "iterations": iterations,
+        "batch_sizes": list(batch_sizes),
+        "loader_workers": list(loader_workers),
+        "loader_cache_rates": list(loader_cache_rates),
+        "loader_images": loader_images,
+        "loader_epochs": loader_epochs,
+        "loop_workers": list(loop_workers),
+        "loop_batch_size": loop_batch_size,
+        "loop_epochs": loop_epochs,
+    }
     os.makedirs(output_dir, exist_ok=True)
     results = {
         "environment": {
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "CPU",
-            "torch": torch.__version__, "cpu_count": torch.get_num_threads(), "image_size": image_size,
-            "clip_model_name": clip_model_name, "date": time.strftime("%Y-%m-%d"),
+            "torch": torch.__version__,
+            "cpu_count": torch.get_num_threads(),
+            "image_size": image_size,
+            "clip_model_name": clip_model_name,
+            "date": time.strftime("%Y-%m-%d"),
             "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]]),
         },
         "models": [],
@@ -399,8 +503,13 @@ def main(
         except Exception as error:  # one failing variant (out of memory, a compiler error) must not lose the others
             kind = "out of memory" if isinstance(error, torch.OutOfMemoryError) else type(error).__name__
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            row = {"model": name, "mode": mode, "batch": batch, "variant": variant,
-                   "error": f"{kind}: {message}".replace("|", "/")[:120]}
+            row = {
+                "model": name,
+                "mode": mode,
+                "batch": batch,
+                "variant": variant,
+                "error": f"{kind}: {message}".replace("|", "/")[:120],
+            }
         finally:
             torch._dynamo.reset()
         print("   ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
@@ -411,7 +520,7 @@ def main(
         print("text encoding: per step vs cached", flush=True)
         results["text"] = benchmark_text(args)
     if data_pipeline or training_loop:
-        from monai_ext.data.synthetic import make_chest_xray_dataset
+        from monai_ext.demo import make_chest_xray_dataset
 
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = os.path.join(tmp, "chest")

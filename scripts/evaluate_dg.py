@@ -31,8 +31,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.engines import domain_generalization as dg  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.apps import domain_generalization as dg  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
 
 BUNDLE = os.path.join(REPO_ROOT, "bundles", "vlsanet")
 DEFAULT_SOURCE = {"fundus": "domain_a", "cardiac": "bssfp"}
@@ -107,7 +107,11 @@ def main(
     print(f"[DG] preparing {task} domains ...", flush=True)
     if data_root is None:
         domains = dg.make_demo_data(
-            task, os.path.join(output_dir, "data", task), n_per_domain=n_per_domain, image_size=image_size, seed=data_seed
+            task,
+            os.path.join(output_dir, "data", task),
+            n_per_domain=n_per_domain,
+            image_size=image_size,
+            seed=data_seed,
         )
     elif task == "fundus":
         domains = dg.prepare_fundus_domains(data_root, os.path.join(output_dir, "data"))

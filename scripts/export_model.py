@@ -26,8 +26,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.utils.export import export_bundle_model  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.bundle.export import export_bundle_model  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
 
 if __name__ == "__main__":
     # Prints the written files, input shapes and the largest difference from PyTorch.

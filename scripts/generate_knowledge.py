@@ -27,18 +27,20 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.text.knowledge_generation import (  # noqa: E402
+from monai_ext.apps.knowledge_generation import (  # noqa: E402
     DEFAULT_PROMPT_TEMPLATE,
     generate_knowledge,
     load_local_generator,
     load_term_list,
 )
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
+
+TGCNET_KNOWLEDGE = os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "medical_knowledge.json")
 
 
 def main(
     model_path: str,
-    terms: str = os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "medical_knowledge.json"),
+    terms: str = TGCNET_KNOWLEDGE,
     output: str = "medical_knowledge_generated.json",
     template: str | None = None,
     max_new_tokens: int = 96,
@@ -57,8 +59,13 @@ def main(
     term_list = load_term_list(terms)
     generate = load_local_generator(model_path, max_new_tokens, device, trust_remote_code)
     knowledge = generate_knowledge(
-        term_list, generate, output, model_name=os.path.abspath(model_path), template=prompt,
-        overwrite=overwrite, on_error=on_error,
+        term_list,
+        generate,
+        output,
+        model_name=os.path.abspath(model_path),
+        template=prompt,
+        overwrite=overwrite,
+        on_error=on_error,
     )
     print(f"Wrote {len(knowledge)} terms to {output}")
     return output

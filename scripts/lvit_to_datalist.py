@@ -28,7 +28,7 @@ if REPO_ROOT not in sys.path:
 from monai_ext.data.datalist import write_text_datalist  # noqa: E402
 from monai_ext.data.lvit import lvit_split_name, validate_lvit_split  # noqa: E402
 from monai_ext.data.validation import DatasetValidationError, ValidationReport, check_loadable  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
 
 DATALIST_KEYS = {"Train": "training", "Val": "validation", "Test": "test"}
 

@@ -23,12 +23,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.data.synthetic import (  # noqa: E402
-    make_cardiac_dataset,
-    make_chest_xray_dataset,
-    make_fundus_dataset,
-)
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.demo import make_cardiac_dataset, make_chest_xray_dataset, make_fundus_dataset  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
 
 
 def _report(title: str, summary: dict, seconds: float) -> None:
@@ -52,8 +48,14 @@ def chest_xray(
     """Chest X-rays with reports naming a subset of the lesions, LViT layout plus datalist.json."""
     start = time.perf_counter()
     summary = make_chest_xray_dataset(
-        out_dir, n_train=n_train, n_val=n_val, n_test=n_test, image_size=image_size, seed=seed,
-        name_all_lesions=name_all_lesions, overwrite=overwrite,
+        out_dir,
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        image_size=image_size,
+        seed=seed,
+        name_all_lesions=name_all_lesions,
+        overwrite=overwrite,
     )
     _report("chest X-ray", summary, time.perf_counter() - start)
     print(f"  lesions: {summary['lesions_present']} drawn, {summary['lesions_named']} named in reports and masks")
@@ -72,8 +74,13 @@ def fundus(
     """Fundus photographs with disc/cup labels from four imitation cameras, one folder per domain."""
     start = time.perf_counter()
     summary = make_fundus_dataset(
-        out_dir, n_per_domain=n_per_domain, image_size=image_size, seed=seed, domains=domains,
-        test_fraction=test_fraction, overwrite=overwrite,
+        out_dir,
+        n_per_domain=n_per_domain,
+        image_size=image_size,
+        seed=seed,
+        domains=domains,
+        test_fraction=test_fraction,
+        overwrite=overwrite,
     )
     _report("fundus", summary, time.perf_counter() - start)
 
@@ -92,8 +99,14 @@ def cardiac(
     bundle is 2D: cut them into slices with ``scripts/slice_volumes.py``)."""
     start = time.perf_counter()
     summary = make_cardiac_dataset(
-        out_dir, n_per_domain=n_per_domain, image_size=image_size, slices=slices, seed=seed, domains=domains,
-        test_fraction=test_fraction, overwrite=overwrite,
+        out_dir,
+        n_per_domain=n_per_domain,
+        image_size=image_size,
+        slices=slices,
+        seed=seed,
+        domains=domains,
+        test_fraction=test_fraction,
+        overwrite=overwrite,
     )
     _report("cardiac MRI", summary, time.perf_counter() - start)
 

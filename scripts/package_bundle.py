@@ -24,8 +24,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.utils.packaging import package_bundle, verify_bundle_archive  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.bundle.packaging import package_bundle, verify_bundle_archive  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
 
 
 def main(
@@ -48,15 +48,22 @@ def main(
     packages = [packages] if isinstance(packages, str) else list(packages)
     exclude = [exclude] if isinstance(exclude, str) else list(exclude)
     result = package_bundle(
-        bundle_dir, output, packages=packages, name=name, exclude=exclude,
-        check_requirements=check_requirements, overwrite=overwrite,
+        bundle_dir,
+        output,
+        packages=packages,
+        name=name,
+        exclude=exclude,
+        check_requirements=check_requirements,
+        overwrite=overwrite,
     )
     print(f"{result['archive']}: {len(result['files'])} files")
     if result["skipped"]:
         print("left out: " + ", ".join(result["skipped"]))
     if result["requirements"]["optional"]:
-        print("imported only by optional features (not in required_packages_version): "
-              + ", ".join(result["requirements"]["optional"]))
+        print(
+            "imported only by optional features (not in required_packages_version): "
+            + ", ".join(result["requirements"]["optional"])
+        )
 
 
 if __name__ == "__main__":

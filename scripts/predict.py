@@ -27,8 +27,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.engines.predict import BundlePredictor, predict_csv  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.apps.predict import BundlePredictor, predict_csv  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
 
 
 def main(

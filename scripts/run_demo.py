@@ -22,9 +22,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.engines.bundle_runner import run_bundle  # noqa: E402
-from monai_ext.utils.io import atomic_write_text  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.bundle.runner import run_bundle  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
+from monai_ext.io import atomic_write_text  # noqa: E402
 
 TGCNET_BUNDLE = os.path.join(REPO_ROOT, "bundles", "tgcnet")
 

@@ -27,8 +27,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.engines.domain_generalization import prepare_cardiac_domains  # noqa: E402
-from monai_ext.utils.flags import checked_flags  # noqa: E402
+from monai_ext.data.domains import prepare_cardiac_domains  # noqa: E402
+from monai_ext.flags import checked_flags  # noqa: E402
 
 
 def main(data_root: str, out_dir: str, domains: str | tuple[str, ...] | None = None) -> dict[str, dict[str, int]]:

@@ -51,9 +51,7 @@ def test_label_formats_agree():
 
 
 def test_majority_downsampling_and_upsampling():
-    label = torch.tensor(
-        [[[0, 0, 1, 1], [0, 1, 1, 1], [2, 2, 0, 0], [2, 0, 0, 2]]]
-    )
+    label = torch.tensor([[[0, 0, 1, 1], [0, 1, 1, 1], [2, 2, 0, 0], [2, 0, 0, 2]]])
     torch.testing.assert_close(downsample_label_majority(label, (2, 2), 3), torch.tensor([[[0, 1], [2, 0]]]))
     up = downsample_label_majority(torch.tensor([[[0, 1], [2, 0]]]), (4, 4), 3)
     assert up.shape == (1, 4, 4) and (up[0, :2, 2:] == 1).all() and (up[0, 2:, :2] == 2).all()

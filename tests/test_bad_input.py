@@ -20,7 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from monai_ext.data.synthetic import write_dicom_ct_slice
+from monai_ext.checkpoint import CheckpointError
+from monai_ext.clip import TINY_CLIP_NAME
 from monai_ext.data import (
     BinarizeMaskd,
     CheckedLoadImaged,
@@ -32,11 +33,10 @@ from monai_ext.data import (
     load_lvit_split,
     load_text_datalist,
 )
-from monai_ext.engines import CheckedCheckpointLoader
-from monai_ext.networks.clip import TINY_CLIP_NAME
+from monai_ext.demo import write_dicom_ct_slice
+from monai_ext.handlers import CheckedCheckpointLoader
 from monai_ext.text import ClipTokenized
 from monai_ext.text.tokenize import TextInputError
-from monai_ext.utils.io import CheckpointError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "bundles", "tgcnet", "configs")
@@ -266,8 +266,8 @@ CASES = [
     ("rgba_image_into_grey_bundle", rgba_image_into_grey_bundle, None, None, "one_channel"),
     ("colour_mask", colour_mask, ImageReadError, r"colour channels that differ; expected a single-channel mask", None),
     ("grey_image_into_colour_bundle", grey_image_into_colour_bundle, None, None, "three_channels"),
-    ("volume_into_2d_bundle", volume_into_2d_bundle, ImageReadError, r"is 3D .*expected a 2D image: slice volumes first", None),
-    ("mask_image_size_mismatch", size_mismatch, ShapeMismatchError, r"mask_small.png' is 6 x 8 but image .*img.png' is 8 x 8 \(width x height\)", None),
+    ("volume_into_2d_bundle", volume_into_2d_bundle, ImageReadError, r"is 3D .*expected a 2D image: slice volumes first", None),  # noqa: B950
+    ("mask_image_size_mismatch", size_mismatch, ShapeMismatchError, r"mask_small.png' is 6 x 8 but image .*img.png' is 8 x 8 \(width x height\)", None),  # noqa: B950
     ("non_binary_mask", non_binary_mask, LabelValueError, r"is not binary.*values \[0, 3, 128, 255\]", None),
     ("label_out_of_range", out_of_range_label, LabelValueError, r"values \[7\].*outside the allowed", None),
     ("nan_inf_pixels", nan_inf_pixels, ImageReadError, r"2 NaN/Inf value", None),
@@ -281,7 +281,7 @@ CASES = [
     ("lvit_row_escaping_root", lvit_row_escaping_root, DatasetValidationError, r"escaping the dataset root", None),
     ("datalist_path_escaping_root", datalist_path_escaping_root, DatasetValidationError, r"escaping the dataset root", None),
     ("vlsanet_weights_into_tgcnet", other_network_checkpoint, CheckpointError, r"does not fit TGCNet.*another network", None),
-    ("checkpoint_named_for_other_network", other_network_named_checkpoint, CheckpointError, r"saved for network 'VLSANet'.*'TGCNet'", None),
+    ("checkpoint_named_for_other_network", other_network_named_checkpoint, CheckpointError, r"saved for network 'VLSANet'.*'TGCNet'", None),  # noqa: B950
     ("weights_not_a_state_dict", weights_not_a_state_dict, CheckpointError, r"holds a list, expected a state dict", None),
     ("weights_dict_without_tensors", weights_dict_without_tensors, CheckpointError, r"contains no network weights", None),
     ("truncated_checkpoint", truncated_checkpoint, CheckpointError, r"corrupt or truncated", None),
@@ -312,4 +312,3 @@ def test_bad_input(tmp_path, caplog, case, error, problem, check):
         assert float(result["image"].min()) == float(result["image"].max()) > 0  # grey stays grey
     elif check == "records":
         assert [r["name"] for r in result] == ["a", "b"] and result[0]["text"] == "Left lung."
-

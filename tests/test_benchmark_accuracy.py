@@ -19,8 +19,11 @@ def accuracy_script(monkeypatch):
         if "evaluate.json" in configs:
             os.makedirs(overrides["output_dir"], exist_ok=True)
             dice = 0.5 + 0.1 * overrides["seed"]
-            report = {"num_images": 4, "per_image_mean": {"foreground": {"dice": dice, "iou": dice - 0.1, "hd95": 3.0}},
-                      "dataset_level": {"foreground": {"dice": dice + 0.01}}}
+            report = {
+                "num_images": 4,
+                "per_image_mean": {"foreground": {"dice": dice, "iou": dice - 0.1, "hd95": 3.0}},
+                "dataset_level": {"foreground": {"dice": dice + 0.01}},
+            }
             with open(os.path.join(overrides["output_dir"], "report.json"), "w") as f:
                 json.dump(report, f)
 

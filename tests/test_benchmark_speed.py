@@ -8,9 +8,22 @@ import os
 import pytest
 from script_loader import REPO, load_script
 
-SMALL = dict(device="cpu", clip_model_name="monai-textseg-tiny-clip", image_size=64, batch_sizes=(2,), iterations=1,
-             warmup=1, loader_images=8, loader_workers=(0,), loader_cache_rates=(1.0,), loader_epochs=1,
-             loop_workers=(0,), loop_batch_size=4, loop_epochs=2, isolate_rows=False)
+SMALL = dict(
+    device="cpu",
+    clip_model_name="monai-textseg-tiny-clip",
+    image_size=64,
+    batch_sizes=(2,),
+    iterations=1,
+    warmup=1,
+    loader_images=8,
+    loader_workers=(0,),
+    loader_cache_rates=(1.0,),
+    loader_epochs=1,
+    loop_workers=(0,),
+    loop_batch_size=4,
+    loop_epochs=2,
+    isolate_rows=False,
+)
 
 
 @pytest.fixture
@@ -54,8 +67,15 @@ def test_a_failing_model_becomes_a_failed_row(speed_script, tmp_path, monkeypatc
     monkeypatch.setattr(speed_script, "build_model", build_or_fail)
     out = str(tmp_path / "speed")
     settings = {**SMALL, "batch_sizes": (1,)}
-    speed_script.main(output_dir=out, models=("basicunet", "tgcnet"), modes=("inference",), text=False,
-                      data_pipeline=False, training_loop=False, **settings)
+    speed_script.main(
+        output_dir=out,
+        models=("basicunet", "tgcnet"),
+        modes=("inference",),
+        text=False,
+        data_pipeline=False,
+        training_loop=False,
+        **settings,
+    )
     with open(os.path.join(out, "speed.json")) as f:
         failed, finished = json.load(f)["models"]
     assert failed["error"] == "RuntimeError: no kernel for this device"
@@ -68,8 +88,15 @@ def test_rows_in_fresh_processes_measure_their_own_memory(speed_script, tmp_path
     monkeypatch.syspath_prepend(os.path.join(REPO, "scripts"))
     out = str(tmp_path / "speed")
     settings = {**SMALL, "isolate_rows": None, "batch_sizes": (1,)}  # None: isolated, as on a CPU by default
-    speed_script.main(output_dir=out, models=("basicunet",), modes=("inference",), text=False, data_pipeline=False,
-                      training_loop=False, **settings)
+    speed_script.main(
+        output_dir=out,
+        models=("basicunet",),
+        modes=("inference",),
+        text=False,
+        data_pipeline=False,
+        training_loop=False,
+        **settings,
+    )
     with open(os.path.join(out, "speed.json")) as f:
         rows = json.load(f)["models"]
     (row,) = rows

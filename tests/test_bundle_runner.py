@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from monai_ext.engines.bundle_runner import bundle_run_command, run_bundle
+from monai_ext.bundle.runner import bundle_run_command, run_bundle
 
 
 @pytest.fixture
@@ -31,8 +31,14 @@ def echo_bundle(tmp_path):
 
 
 def test_values_keep_their_type(echo_bundle):
-    overrides = {"flag": False, "nothing": None, "values": [1, 2.5], "nested": {"a": True}, "text": "left lung",
-                 "number": 3}
+    overrides = {
+        "flag": False,
+        "nothing": None,
+        "values": [1, 2.5],
+        "nested": {"a": True},
+        "text": "left lung",
+        "number": 3,
+    }
     run_bundle(str(echo_bundle / "bundle"), ["echo.json"], overrides)
     received = ast.literal_eval((echo_bundle / "values.txt").read_text())
     assert received == (False, None, [1, 2.5], {"a": True}, "left lung", 3)
@@ -42,8 +48,7 @@ def test_expressions_pass_through_and_failures_name_the_config(echo_bundle):
     command = bundle_run_command(str(echo_bundle / "bundle"), ["echo.json"], {"flag": "$1 > 2"})
     assert command[command.index("--flag") + 1] == "$1 > 2"
     with pytest.raises(RuntimeError, match=r"echo.json.*see .*log"):
-        run_bundle(str(echo_bundle / "bundle"), ["echo.json"], {"out": "$1 / 0"},
-                   log_file=str(echo_bundle / "run.log"))
+        run_bundle(str(echo_bundle / "bundle"), ["echo.json"], {"out": "$1 / 0"}, log_file=str(echo_bundle / "run.log"))
     assert "ZeroDivisionError" in (echo_bundle / "run.log").read_text()
     with pytest.raises(FileNotFoundError, match="missing.json"):
         bundle_run_command(str(echo_bundle / "bundle"), ["missing.json"])

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from monai_ext.networks.clip import (
+from monai_ext.clip import (
     TINY_CLIP_NAME,
     ClipCheckpointError,
     PretrainedWeightsNotFoundError,
@@ -39,7 +39,7 @@ def _inputs():
 
 
 def test_random_init_warns(caplog):
-    with caplog.at_level(logging.WARNING, logger="monai_ext.networks.clip"):
+    with caplog.at_level(logging.WARNING, logger="monai_ext.clip"):
         model = create_clip(TINY_CLIP_NAME)
     assert any("random weights" in r.getMessage() for r in caplog.records)
     assert not model.training
@@ -162,7 +162,7 @@ def test_tokenizer_is_clip_bpe():
 
 def test_import_does_not_register_configs():
     code = (
-        "import open_clip, monai_ext.networks.clip as c; "
+        "import open_clip, monai_ext.clip as c; "
         "assert c.TINY_CLIP_NAME not in open_clip.list_models(); "
         "c.get_clip_tokenizer(c.TINY_CLIP_NAME); assert c.TINY_CLIP_NAME in open_clip.list_models()"
     )

@@ -210,7 +210,9 @@ def test_script_reads_every_image_and_reports_all_splits_together(tmp_path, caps
     with open(os.path.join(train, "img", "b.png"), "r+b") as f:
         f.truncate(20)  # a truncated download
     _png(os.path.join(val, "labelcol", "mask_c.png"), 255, size=6)  # another size than its image
-    Image.fromarray(np.dstack([np.full((8, 8), 255, np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)])).save(
+    Image.fromarray(
+        np.dstack([np.full((8, 8), 255, np.uint8), np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)])
+    ).save(
         os.path.join(val, "labelcol", "mask_d.png")
     )  # a colour mask
     output = tmp_path / "datalist.json"

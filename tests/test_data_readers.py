@@ -11,7 +11,6 @@ from monai.transforms import LoadImage
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from monai_ext.data.synthetic import write_dicom_ct_slice
 from monai_ext.data import (
     CheckedLoadImage,
     CheckedLoadImaged,
@@ -20,6 +19,7 @@ from monai_ext.data import (
     PydicomSeriesReader,
     ShapeMismatchError,
 )
+from monai_ext.demo import write_dicom_ct_slice
 
 
 def write_dicom_series(

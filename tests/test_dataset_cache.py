@@ -9,7 +9,7 @@ from monai.bundle import ConfigParser
 from monai.data import CacheDataset
 from monai.utils import set_determinism
 
-from monai_ext.data.synthetic import make_chest_xray_dataset, make_fundus_dataset
+from monai_ext.demo import make_chest_xray_dataset, make_fundus_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64

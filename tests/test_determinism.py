@@ -6,7 +6,7 @@ import os
 import torch
 from monai.bundle import ConfigWorkflow
 
-from monai_ext.data.synthetic import make_chest_xray_dataset
+from monai_ext.demo import make_chest_xray_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")

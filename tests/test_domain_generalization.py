@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-
-from monai_ext.engines import domain_generalization as dg
 from script_loader import load_script
+
+from monai_ext.apps import domain_generalization as dg
 
 
 def _png(path, array):

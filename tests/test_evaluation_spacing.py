@@ -13,8 +13,8 @@ from monai.transforms import Compose, LoadImaged, Resized
 from PIL import Image
 
 from monai_ext.data import RecordSpacingd
-from monai_ext.engines import SegmentationReportWriter
-from monai_ext.engines.domain_generalization import RegionReportWriter
+from monai_ext.handlers import SegmentationReportWriter
+from monai_ext.handlers.report_writer import RegionReportWriter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,7 +22,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_spacing_follows_the_resize(tmp_path):
     path = str(tmp_path / "wide.png")
     Image.fromarray(np.zeros((60, 80), np.uint8)).save(path)  # 80 wide, 60 high
-    pipeline = Compose([LoadImaged("image", ensure_channel_first=True), Resized("image", (40, 40)), RecordSpacingd("image")])
+    pipeline = Compose(
+        [LoadImaged("image", ensure_channel_first=True), Resized("image", (40, 40)), RecordSpacingd("image")]
+    )
     spacing = pipeline({"image": path})["spacing"]
     torch.testing.assert_close(spacing, torch.tensor([2.0, 1.5], dtype=torch.float64))
     plain = RecordSpacingd("image")({"image": torch.zeros(1, 4, 4, 4)})["spacing"]
@@ -57,8 +59,13 @@ def test_tgcnet_evaluation_pipeline_records_the_spacing(tmp_path):
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "x_mask.png")
     parser = ConfigParser()
     parser.read_config(os.path.join(REPO, "bundles", "tgcnet", "configs", "train.json"))
-    parser.update({"bundle_root": os.path.join(REPO, "bundles", "tgcnet"), "clip_model_name": "monai-textseg-tiny-clip",
-                   "image_size": 32})
+    parser.update(
+        {
+            "bundle_root": os.path.join(REPO, "bundles", "tgcnet"),
+            "clip_model_name": "monai-textseg-tiny-clip",
+            "image_size": 32,
+        }
+    )
     item = parser.get_parsed_content("validate#preprocessing")(
         {"image": str(tmp_path / "x.png"), "label": str(tmp_path / "x_mask.png"), "text": "Infection."}
     )

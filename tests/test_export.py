@@ -10,9 +10,9 @@ import os
 import pytest
 import torch
 
-from monai_ext.engines.predict import bundle_parser, load_bundle_network
-from monai_ext.utils.export import ExportWrapper, example_inputs, export_bundle_model, run_onnx, run_torchscript
-from monai_ext.utils.io import atomic_save
+from monai_ext.bundle.export import ExportWrapper, example_inputs, export_bundle_model, run_onnx, run_torchscript
+from monai_ext.bundle.parser import bundle_parser, load_bundle_network
+from monai_ext.io import atomic_save
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
@@ -48,7 +48,11 @@ def test_export_writes_both_formats_checked_against_pytorch(exported):
     assert all(diff <= 1e-4 for diff in result["max_abs_diff"].values())
     extra = {"inputs.json": "", "metadata.json": ""}
     torch.jit.load(result["torchscript"], _extra_files=extra)
-    assert [i["name"] for i in json.loads(extra["inputs.json"])["inputs"]] == ["image", "text_tokens", "knowledge_tokens"]
+    assert [i["name"] for i in json.loads(extra["inputs.json"])["inputs"]] == [
+        "image",
+        "text_tokens",
+        "knowledge_tokens",
+    ]
     traced_size = result["inputs"]["image"][2:]  # the demo's 128 px, not the metadata's default 224
     data_format = json.loads(extra["metadata.json"])["network_data_format"]
     assert data_format["inputs"]["image"]["spatial_shape"] == traced_size != [224, 224]

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from monai.bundle import ConfigParser
 
-from monai_ext.utils import checked_flags, ensure_flag
+from monai_ext.flags import checked_flags, ensure_flag
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize("value, expected", [(True, True), (False, False), (0, False), (1, True), (np.bool_(True), True)])
+@pytest.mark.parametrize(
+    "value, expected", [(True, True), (False, False), (0, False), (1, True), (np.bool_(True), True)]
+)
 def test_ensure_flag_accepts_booleans(value, expected):
     assert ensure_flag(value, "use_em") is expected
 

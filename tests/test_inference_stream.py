@@ -6,14 +6,16 @@ import json
 import os
 
 import pytest
+from script_loader import load_script
 from torch.utils.data import DataLoader
 
 from monai_ext.data import SkipFailedDataset
-from script_loader import load_script
 
 
 def test_stream_200_images_with_failures_bounded_memory(tmp_path):
-    figures = load_script("benchmark_inference_stream").run(work_dir=str(tmp_path), n_images=200, image_size=64, n_corrupt=4)
+    figures = load_script("benchmark_inference_stream").run(
+        work_dir=str(tmp_path), n_images=200, image_size=64, n_corrupt=4
+    )
     assert figures["images"] == 201  # 200 + one empty file
     assert figures["failed"] == 5 and figures["predicted"] == figures["masks_written"] == 196
     assert "zz_empty.png" in figures["failed_files"]
@@ -50,7 +52,7 @@ def test_skip_failed_dataset_collects_failures(tmp_path, num_workers):
 def test_failure_report_fails_a_run_that_produced_nothing(tmp_path, items, raises):
     from ignite.engine import Engine
 
-    from monai_ext.engines import FailureReport
+    from monai_ext.handlers import FailureReport
 
     dataset = SkipFailedDataset(items, transform=_square)
     engine = Engine(lambda engine, batch: batch)
@@ -67,7 +69,7 @@ def test_failure_report_fails_a_run_that_produced_nothing(tmp_path, items, raise
 def test_item_progress_bar_counts_skipped_items_and_reaches_the_total():
     from ignite.engine import Engine, Events
 
-    from monai_ext.engines import ItemProgressBar
+    from monai_ext.handlers import ItemProgressBar
 
     dataset = SkipFailedDataset(list(range(1, 8)), transform=_square)  # 3 and 6 fail
     engine = Engine(lambda engine, batch: batch)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from monai_ext.engines import LoaderWaitMonitor
+from monai_ext.handlers import LoaderWaitMonitor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAUSE = 0.03
@@ -57,7 +57,7 @@ def test_slow_step_shows_as_not_waiting():
 def test_logs_one_line_per_epoch(caplog):
     engine = Engine(lambda engine, batch: None)
     LoaderWaitMonitor().attach(engine)
-    with caplog.at_level("INFO", logger="monai_ext.engines.handlers"):
+    with caplog.at_level("INFO", logger="monai_ext.handlers"):
         engine.run(SlowLoader(n_batches=2, batch=5, delay=0.0), max_epochs=3)
     lines = [r.getMessage() for r in caplog.records if "waiting for data" in r.getMessage()]
     assert len(lines) == 3 and "10 images" in lines[0]
@@ -67,4 +67,4 @@ def test_logs_one_line_per_epoch(caplog):
 def test_bundle_trainers_carry_the_monitor(bundle):
     with open(os.path.join(REPO, "bundles", bundle, "configs", "train.json")) as f:
         handlers = json.load(f)["train"]["handlers"]
-    assert {"_target_": "monai_ext.engines.LoaderWaitMonitor"} in handlers
+    assert {"_target_": "monai_ext.handlers.LoaderWaitMonitor"} in handlers

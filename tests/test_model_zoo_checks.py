@@ -11,10 +11,10 @@ import pytest
 import torch
 from monai.bundle import verify_metadata, verify_net_in_out
 
-from monai_ext.engines.predict import bundle_parser
-from monai_ext.utils.export import check_ckpt_export
-from monai_ext.utils.io import atomic_save
-from monai_ext.utils.packaging import large_file_paths, vendored_requirements
+from monai_ext.bundle.export import check_ckpt_export
+from monai_ext.bundle.packaging import large_file_paths, vendored_requirements
+from monai_ext.bundle.parser import bundle_parser
+from monai_ext.io import atomic_save
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLES_DIR = os.path.join(REPO, "bundles")

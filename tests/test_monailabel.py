@@ -24,8 +24,10 @@ import pytest
 import torch
 from PIL import Image
 
-from monai_ext.data.synthetic import make_chest_xray_dataset, make_fundus_dataset
-from monai_ext.engines.monailabel import DefaultTextd, MetaInputInferer, TokensToMetad, prepare_app_bundle
+from monai_ext.bundle.monailabel import prepare_app_bundle
+from monai_ext.demo import make_chest_xray_dataset, make_fundus_dataset
+from monai_ext.inferers import MetaInputInferer
+from monai_ext.text.transforms import DefaultTextd, TokensToMetad
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MONAILABEL = "monailabel==0.8.5"
@@ -51,7 +53,7 @@ IMPORT_CHECK = (
 SIZE = 64
 TINY = {"clip_model_name": "monai-textseg-tiny-clip", "clip_pretrained": None, "clip_checkpoint": None, "amp": False}
 
-DRIVER = r'''
+DRIVER = r"""
 import json, os, sys, time, logging
 import numpy as np
 import torch
@@ -108,7 +110,7 @@ for request in cfg["requests"]:
 out["results"] = results
 with open(cfg["output"], "w") as f:
     json.dump(out, f)
-'''
+"""
 
 
 def _pip_failed(python: Path, log: str, what: str, env):

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from monai_ext.data.synthetic import make_chest_xray_dataset
-from monai_ext.engines.bundle_runner import bundle_run_command
+from monai_ext.bundle.runner import bundle_run_command
+from monai_ext.demo import make_chest_xray_dataset
 
 BUNDLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles", "tgcnet")
 
@@ -54,8 +54,10 @@ def test_two_processes_train_identical_weights(tmp_path, nodes):
         address = ["--nnodes=2", "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
         launches = [[*torchrun, *address, f"--node_rank={node}", *command[1:]] for node in range(2)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    procs = [subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for launch in launches]
+    procs = [
+        subprocess.Popen(launch, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for launch in launches
+    ]
     try:
         logs = [proc.communicate(timeout=540)[0] for proc in procs]
     finally:

@@ -13,7 +13,7 @@ from monai.data import MetaTensor
 from PIL import Image
 
 from monai_ext.data import SafeSaveImaged
-from monai_ext.data.synthetic import make_chest_xray_dataset
+from monai_ext.demo import make_chest_xray_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
@@ -29,7 +29,11 @@ def folder_digest(folder):
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 stat = os.stat(path)
-                digest[os.path.relpath(path, folder)] = (hashlib.sha256(f.read()).hexdigest(), stat.st_size, stat.st_mtime_ns)
+                digest[os.path.relpath(path, folder)] = (
+                    hashlib.sha256(f.read()).hexdigest(),
+                    stat.st_size,
+                    stat.st_mtime_ns,
+                )
     return digest
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_ext.engines.predict import bundle_parser
-from monai_ext.utils.io import atomic_save
-from monai_ext.utils.packaging import package_bundle, verify_bundle_archive, vendored_requirements
+from monai_ext.bundle.packaging import package_bundle, vendored_requirements, verify_bundle_archive
+from monai_ext.bundle.parser import bundle_parser
+from monai_ext.io import atomic_save
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
@@ -107,11 +107,19 @@ def test_unpacked_bundle_runs_inference_without_this_repository(packaged):
     check.write_text(json.dumps({"finalize": ["$print('MONAI_EXT_FILE=' + monai_ext.__file__)"]}))
 
     command = [
-        sys.executable, "-S", "-m", "monai.bundle", "run",
-        "--config_file", json.dumps(["configs/inference.json", "configs/demo_inference.json", str(check)]),
-        "--dataset_dir", str(images),
-        "--text", "Lower right lung infection.",
-        "--output_dir", str(root / "pred"),
+        sys.executable,
+        "-S",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        json.dumps(["configs/inference.json", "configs/demo_inference.json", str(check)]),
+        "--dataset_dir",
+        str(images),
+        "--text",
+        "Lower right lung infection.",
+        "--output_dir",
+        str(root / "pred"),
     ]
     run = subprocess.run(command, cwd=str(bundle), env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -125,7 +133,10 @@ def test_unpacked_bundle_runs_inference_without_this_repository(packaged):
     # Started from another folder, "$import scripts" fails (silently, in MONAI) and an installed monai_ext would be
     # used: the run says so. Here the repository's copy stands in for an installed one.
     elsewhere = dict(env, PYTHONPATH=os.pathsep.join([REPO, env["PYTHONPATH"]]))
-    absolute = [os.path.join(bundle, "configs", "inference.json"), os.path.join(bundle, "configs", "demo_inference.json")]
+    absolute = [
+        os.path.join(bundle, "configs", "inference.json"),
+        os.path.join(bundle, "configs", "demo_inference.json"),
+    ]
     command = [sys.executable, "-S", "-m", "monai.bundle", "run", "--config_file", json.dumps(absolute),
                "--bundle_root", str(bundle), "--dataset_dir", str(images), "--text", "Lower right lung infection.",
                "--output_dir", str(root / "pred_elsewhere")]  # fmt: skip

@@ -1,5 +1,6 @@
 """Predict with your own report: PNG -> PNG mask, NIfTI -> NIfTI with the input's affine, DICOM (file and series) ->
-NIfTI in the DICOM geometry, overlays with the report, no silent overwrite, CSV mode that reports failures at the end."""
+NIfTI in the DICOM geometry, overlays with the report, no silent overwrite, CSV mode that reports failures at the end.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import pytest
 import torch
 from PIL import Image
 from pydicom.uid import generate_uid
-
-from monai_ext.data.synthetic import write_dicom_ct_slice
-from monai_ext.data import PydicomSeriesReader
-from monai_ext.engines.predict import BundlePredictor, bundle_parser, predict_csv
-from monai_ext.utils.io import CheckpointError, atomic_save
 from script_loader import load_script
+
+from monai_ext.apps.predict import BundlePredictor, predict_csv
+from monai_ext.bundle.parser import bundle_parser
+from monai_ext.checkpoint import CheckpointError
+from monai_ext.data import PydicomSeriesReader
+from monai_ext.demo import write_dicom_ct_slice
+from monai_ext.io import atomic_save
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
@@ -108,7 +111,13 @@ def test_dicom_series_and_file_give_nifti_in_dicom_geometry(ct_predictor, predic
     for k in range(3):
         pixels = rng.integers(0, 2000, (36, 44), dtype=np.uint16)  # 36 rows, 44 columns
         write_dicom_ct_slice(
-            folder / f"s{2 - k}.dcm", pixels, (-50.0, 20.0, 100.0 + 3.0 * k), k + 1, uid, spacing=(0.7, 0.9), intercept=-1024.0
+            folder / f"s{2 - k}.dcm",
+            pixels,
+            (-50.0, 20.0, 100.0 + 3.0 * k),
+            k + 1,
+            uid,
+            spacing=(0.7, 0.9),
+            intercept=-1024.0,
         )
     expected_affine = PydicomSeriesReader().get_data(PydicomSeriesReader().read(str(folder)))[1]["affine"]
     result = ct_predictor.predict_file(str(folder), "Consolidation in the right lower lobe.", str(tmp_path / "out"))
@@ -144,7 +153,10 @@ def test_csv_mode_reports_failures_at_the_end_without_stopping(predictor, tmp_pa
     assert [row for row, _, _ in summary.failures] == [3, 4, 5]
     messages = " | ".join(error for _, _, error in summary.failures)
     assert "not found" in messages and "Cannot read image" in messages and "No report text" in messages
-    assert {os.path.basename(r.mask_path) for r in summary.results} == {"a_mask.png", "a_3_mask.png"}  # third row naming a.png
+    assert {os.path.basename(r.mask_path) for r in summary.results} == {
+        "a_mask.png",
+        "a_3_mask.png",
+    }  # third row naming a.png
     with open(summary.summary_file) as f:
         statuses = [row["status"] for row in csv.DictReader(f)]
     assert statuses == ["ok", "failed", "failed", "failed", "ok"]

@@ -37,5 +37,7 @@ def test_no_weights_committed():
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     listed = subprocess.run(["git", "ls-files", "bundles"], cwd=ROOT, capture_output=True, text=True, check=True)
-    weights = [line for line in listed.stdout.splitlines() if Path(line).suffix in {".pt", ".pth", ".ts", ".onnx", ".ckpt"}]
+    weights = [
+        line for line in listed.stdout.splitlines() if Path(line).suffix in {".pt", ".pth", ".ts", ".onnx", ".ckpt"}
+    ]
     assert not weights, f"weights belong in large_files.yml, not git: {weights}"

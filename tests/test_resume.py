@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 
-from monai_ext.data.synthetic import make_chest_xray_dataset
+from monai_ext.demo import make_chest_xray_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 3
@@ -114,8 +114,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, chest_data_dir, bundle
 def test_resume_without_checkpoint_starts_from_scratch_and_bad_checkpoint_is_refused(tmp_path):
     from ignite.engine import Engine
 
-    from monai_ext.engines import TrainerCheckpoint
-    from monai_ext.utils.io import CheckpointError
+    from monai_ext.checkpoint import CheckpointError
+    from monai_ext.handlers import TrainerCheckpoint
 
     net = torch.nn.Linear(2, 1)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
@@ -141,7 +141,7 @@ def test_amp_loss_scale_survives_a_resume(tmp_path):
     """A MONAI trainer with amp=True keeps its GradScaler in ``engine.scaler``; resuming must not reset the scale."""
     from ignite.engine import Engine
 
-    from monai_ext.engines import TrainerCheckpoint
+    from monai_ext.handlers import TrainerCheckpoint
 
     def run(max_epochs, lower_scale):
         # lower_scale: each step lowers the loss scale, as overflowing fp16 steps would
@@ -168,7 +168,7 @@ def test_epoch_seeder_makes_each_epoch_a_function_of_seed_and_epoch():
     from monai.data import DataLoader
     from monai.transforms import Compose, RandGaussianNoise
 
-    from monai_ext.engines import EpochSeeder
+    from monai_ext.handlers import EpochSeeder
 
     def run(start_epoch, warmup_draws):
         transform = Compose([RandGaussianNoise(prob=1.0)])
@@ -188,7 +188,9 @@ def test_epoch_seeder_makes_each_epoch_a_function_of_seed_and_epoch():
         def _resume(e):
             e.state.epoch, e.state.iteration = start_epoch, start_epoch * 3
             for _ in range(warmup_draws):  # unrelated randomness before the resumed epoch
-                transform(torch.zeros(1, 2)), torch.rand(5), np.random.rand()
+                transform(torch.zeros(1, 2))
+                torch.rand(5)
+                np.random.rand()
 
         engine.run(loader, max_epochs=3)
         return draws

@@ -99,10 +99,14 @@ def test_no_trust_remote_code_by_default():
                 defaults = [None] * (len(node.args.args) - len(node.args.defaults)) + list(node.args.defaults)
                 defaults += list(node.args.kw_defaults)
                 for arg, default in zip(args, defaults):
-                    if arg.arg == "trust_remote_code" and default is not None and not (
-                        isinstance(default, ast.Constant) and default.value is False
+                    if (
+                        arg.arg == "trust_remote_code"
+                        and default is not None
+                        and not (isinstance(default, ast.Constant) and default.value is False)
                     ):  # a required argument is fine: callers pass it explicitly
-                        offenders.append(f"{where}:{node.lineno} {node.name}(trust_remote_code) is not False by default")
+                        offenders.append(
+                            f"{where}:{node.lineno} {node.name}(trust_remote_code) is not False by default"
+                        )
     assert not offenders, "\n".join(offenders)
     from monai_ext.text import knowledge_generation, tokenize
 
@@ -132,9 +136,9 @@ def _loaders(path, tmp_path):
     from ignite.engine import Engine
     from monai.handlers import CheckpointLoader
 
-    from monai_ext.engines import CheckedCheckpointLoader, TrainerCheckpoint
-    from monai_ext.networks.clip import load_clip_state_dict
-    from monai_ext.utils.io import load_state_dict_checked, safe_torch_load
+    from monai_ext.checkpoint import load_state_dict_checked, safe_torch_load
+    from monai_ext.clip import load_clip_state_dict
+    from monai_ext.handlers import CheckedCheckpointLoader, TrainerCheckpoint
 
     net = torch.nn.Linear(2, 1)
 
@@ -173,7 +177,7 @@ def _loaders(path, tmp_path):
     ],
 )
 def test_pickle_that_runs_code_is_refused(evil_checkpoint, tmp_path, loader):
-    from monai_ext.utils.io import CheckpointError
+    from monai_ext.checkpoint import CheckpointError
 
     path, marker = evil_checkpoint
     with pytest.raises(Exception) as info:

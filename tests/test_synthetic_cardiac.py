@@ -9,7 +9,7 @@ import pytest
 from monai.transforms import LoadImaged, MapLabelValued
 from scipy import ndimage
 
-from monai_ext.data.synthetic import CARDIAC_DOMAINS, MSCMRSEG_LABEL_MAP, make_cardiac_dataset
+from monai_ext.demo import CARDIAC_DOMAINS, MSCMRSEG_LABEL_MAP, make_cardiac_dataset
 
 SIZE, SLICES, N = 64, 3, 3
 SPACING = (1.5, 1.5, 10.0)
@@ -53,7 +53,7 @@ def test_nifti_geometry_and_label_values(dataset):
 
 def test_anatomy_lv_inside_myocardium_and_shrinking_to_apex(dataset):
     out, _ = dataset
-    for image, label in _volumes(out, "bssfp"):
+    for _, label in _volumes(out, "bssfp"):
         labels = np.asarray(label.dataobj)
         for k in range(SLICES):
             lv = labels[..., k] == 1
@@ -82,8 +82,10 @@ def test_sequences_have_their_own_contrast(dataset):
 
 def test_monai_loads_volumes_and_maps_mscmrseg_labels(dataset):
     out, _ = dataset
-    item = {"image": os.path.join(out, "lge", "images", "subject_000.nii.gz"),
-            "label": os.path.join(out, "lge", "labels", "subject_000.nii.gz")}
+    item = {
+        "image": os.path.join(out, "lge", "images", "subject_000.nii.gz"),
+        "label": os.path.join(out, "lge", "labels", "subject_000.nii.gz"),
+    }
     loaded = LoadImaged(keys=["image", "label"], image_only=True)(item)
     assert tuple(loaded["image"].shape) == (SIZE, SIZE, SLICES)
     np.testing.assert_allclose(loaded["label"].affine.numpy()[:3, :3], np.diag(SPACING))
@@ -101,10 +103,12 @@ def test_monai_loads_volumes_and_maps_mscmrseg_labels(dataset):
 
 def test_same_seed_same_bytes(tmp_path, dataset):
     out, _ = dataset
-    make_cardiac_dataset(tmp_path / "t2", n_per_domain=1, image_size=SIZE, slices=SLICES, seed=2, spacing=SPACING,
-                         domains="t2")
-    make_cardiac_dataset(tmp_path / "seed", n_per_domain=1, image_size=SIZE, slices=SLICES, seed=3, spacing=SPACING,
-                         domains="t2")
+    make_cardiac_dataset(
+        tmp_path / "t2", n_per_domain=1, image_size=SIZE, slices=SLICES, seed=2, spacing=SPACING, domains="t2"
+    )
+    make_cardiac_dataset(
+        tmp_path / "seed", n_per_domain=1, image_size=SIZE, slices=SLICES, seed=3, spacing=SPACING, domains="t2"
+    )
     for folder in ("images", "labels"):
         name = f"t2/{folder}/subject_000.nii.gz"
         assert _read(tmp_path / "t2" / name) == _read(os.path.join(out, name))

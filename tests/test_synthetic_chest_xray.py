@@ -10,13 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from monai_ext.data.synthetic import (
-    LUNG_ZONES,
-    compose_report,
-    make_chest_xray_dataset,
-    mask_for_zones,
-    parse_report_zones,
-)
+from monai_ext.demo import LUNG_ZONES, compose_report, make_chest_xray_dataset, mask_for_zones, parse_report_zones
 
 SIZE = 64
 
@@ -164,7 +158,7 @@ def test_mask_for_zones_selects_only_requested_zones():
 
 def test_rereported_splits_counterfactual_and_generic(tmp_path):
     from monai_ext.data import load_lvit_split
-    from monai_ext.data.synthetic import make_rereported_split
+    from monai_ext.demo import make_rereported_split
 
     source = tmp_path / "cxr"
     make_chest_xray_dataset(source, n_train=0, n_val=0, n_test=24, image_size=64, seed=3)

@@ -10,7 +10,7 @@ from monai.data import load_decathlon_datalist
 from PIL import Image
 from scipy import ndimage
 
-from monai_ext.data.synthetic import FUNDUS_DOMAINS, make_fundus_dataset, render_fundus, sample_rng
+from monai_ext.demo import FUNDUS_DOMAINS, make_fundus_dataset, render_fundus, sample_rng
 
 SIZE = 128
 N = 4
@@ -49,7 +49,9 @@ def test_layout_datalists_and_domain_description(dataset):
             datalist = json.load(f)
         assert (len(datalist["training"]), len(datalist["test"])) == (3, 1)
         assert datalist["training"][0] == {
-            "image": f"images/{domain}_0000.png", "label": f"masks/{domain}_0000.png", "domain": domain
+            "image": f"images/{domain}_0000.png",
+            "label": f"masks/{domain}_0000.png",
+            "domain": domain,
         }
 
 
@@ -102,8 +104,9 @@ def test_resolution_and_noise_settings_change_the_image():
 
 def test_same_seed_same_bytes_and_domains_independent(tmp_path, dataset):
     out, _ = dataset
-    make_fundus_dataset(tmp_path / "b_only", n_per_domain=N, image_size=SIZE, seed=4, domains=["domain_b"],
-                        test_fraction=0.25)
+    make_fundus_dataset(
+        tmp_path / "b_only", n_per_domain=N, image_size=SIZE, seed=4, domains=["domain_b"], test_fraction=0.25
+    )
     make_fundus_dataset(tmp_path / "other_seed", n_per_domain=1, image_size=SIZE, seed=5, domains=["domain_b"])
     for i in range(N):
         for folder in ("images", "masks"):
@@ -118,8 +121,12 @@ def test_same_seed_same_bytes_and_domains_independent(tmp_path, dataset):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"domains": ["domain_x"]}, "domain_x"), ({"n_per_domain": 0}, "n_per_domain"), ({"image_size": 8}, "image_size"),
-     ({"test_fraction": 1.0}, "test_fraction")],
+    [
+        ({"domains": ["domain_x"]}, "domain_x"),
+        ({"n_per_domain": 0}, "n_per_domain"),
+        ({"image_size": 8}, "image_size"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+    ],
 )
 def test_bad_arguments_are_clear_errors(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -4,8 +4,7 @@ import os
 
 import pytest
 
-from monai_ext.data.synthetic import MARKER_FILE, make_cardiac_dataset, make_chest_xray_dataset, make_fundus_dataset
-from monai_ext.data.synthetic import chest_xray
+from monai_ext.demo import MARKER_FILE, chest_xray, make_cardiac_dataset, make_chest_xray_dataset, make_fundus_dataset
 
 TINY = dict(n_train=1, n_val=0, n_test=0, image_size=32)
 

@@ -54,6 +54,7 @@ def test_single_tensor_values_and_lru_limit():
         def fn(missing):
             calls.append([names[i] for i in missing])
             return torch.tensor([[float(ord(names[i]))] for i in missing])
+
         return fn
 
     for names in (["a"], ["b"], ["a"], ["c"], ["b"]):

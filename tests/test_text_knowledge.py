@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from monai_ext.networks.clip import TINY_CLIP_NAME
+from monai_ext.clip import TINY_CLIP_NAME
 from monai_ext.text import AddKnowledged, ClipTokenized, KnowledgeBaseError, MedicalKnowledgeBase
 
 BUNDLE_KNOWLEDGE = Path(__file__).resolve().parents[1] / "bundles" / "tgcnet" / "configs" / "medical_knowledge.json"
@@ -84,14 +84,25 @@ def test_bundle_knowledge_file():
     kb = MedicalKnowledgeBase.from_json(BUNDLE_KNOWLEDGE)
     assert kb.meta["generated_by"] == "hand-written"
     assert 25 <= len(kb) <= 40
-    for term in ("infection", "pneumonia", "consolidation", "ground-glass opacity", "pleural effusion", "bilateral",
-                 "unilateral", "left lung", "lower lobe", "infected area", "COVID-19"):
+    for term in (
+        "infection",
+        "pneumonia",
+        "consolidation",
+        "ground-glass opacity",
+        "pleural effusion",
+        "bilateral",
+        "unilateral",
+        "left lung",
+        "lower lobe",
+        "infected area",
+        "COVID-19",
+    ):
         assert term in kb.terms
     qata_style = "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."
     assert kb.find_terms(qata_style)[:3] == ["bilateral", "infection", "infected area"]
     assert {"upper lung", "lower lung", "left lung", "right lung"} <= set(kb.find_terms(qata_style))
     # every knowledge sentence fits CLIP's 77-token context
-    from monai_ext.networks.clip import get_clip_tokenizer
+    from monai_ext.clip import get_clip_tokenizer
 
     tokenizer = get_clip_tokenizer(TINY_CLIP_NAME)
     assert max(len(tokenizer.encode(kb.sentence(t))) + 2 for t in kb.terms) <= 77

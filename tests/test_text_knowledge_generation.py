@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from monai_ext.text import MedicalKnowledgeBase
-from monai_ext.text.knowledge_generation import (
+from monai_ext.apps.knowledge_generation import (
     DEFAULT_PROMPT_TEMPLATE,
     build_prompt,
     generate_knowledge,
     load_term_list,
     parse_answer,
 )
+from monai_ext.text import MedicalKnowledgeBase
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,8 +62,11 @@ def test_generate_knowledge_writes_atomically_and_refuses_overwrite(tmp_path):
     kb = generate_knowledge({"nodule": ["nodules"], "effusion": []}, fake_lm, output, model_name="/models/fake")
     loaded = MedicalKnowledgeBase.from_json(output)
     assert loaded.terms == kb.terms
-    assert loaded.terms["nodule"] == {"aliases": ["nodules"], "definition": "nodule is a finding.",
-                                      "visual": "nodule looks white."}
+    assert loaded.terms["nodule"] == {
+        "aliases": ["nodules"],
+        "definition": "nodule is a finding.",
+        "visual": "nodule looks white.",
+    }
     meta = loaded.meta["generated_by"]
     assert meta["model"] == "/models/fake" and meta["prompt"] == DEFAULT_PROMPT_TEMPLATE and meta["date"]
     before = output.read_text()
@@ -90,9 +93,17 @@ def test_script_refuses_existing_output_and_missing_model(tmp_path):
     existing = tmp_path / "out.json"
     existing.write_text("{}")
     script = str(REPO_ROOT / "scripts" / "generate_knowledge.py")
-    run = subprocess.run([sys.executable, script, "--model_path", str(tmp_path / "no_model"), "--output", str(existing)],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, script, "--model_path", str(tmp_path / "no_model"), "--output", str(existing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode != 0 and "--overwrite" in run.stderr and existing.read_text() == "{}"
-    run = subprocess.run([sys.executable, script, "--model_path", str(tmp_path / "no_model"),
-                          "--output", str(tmp_path / "new.json")], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, script, "--model_path", str(tmp_path / "no_model"), "--output", str(tmp_path / "new.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode != 0 and "no_model" in run.stderr and not (tmp_path / "new.json").exists()

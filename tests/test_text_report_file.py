@@ -10,8 +10,8 @@ from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from PIL import Image
 
+from monai_ext.clip import get_clip_tokenizer
 from monai_ext.data import inference_records
-from monai_ext.networks import get_clip_tokenizer
 from monai_ext.text import SidecarReportd, sidecar_report_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

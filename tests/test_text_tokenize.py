@@ -5,7 +5,7 @@ import logging
 import pytest
 import torch
 
-from monai_ext.networks.clip import TINY_CLIP_NAME, get_clip_tokenizer
+from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
 from monai_ext.text import ClipTokenize, ClipTokenized, HFTokenize, HFTokenized, TextInputError
 
 
@@ -16,7 +16,9 @@ def test_clip_tokenize_string_and_list():
     assert single.shape == (77,) and single.dtype == torch.long
     assert batch.shape == (2, 77)
     assert torch.equal(batch[0], single)
-    assert torch.equal(batch, get_clip_tokenizer(TINY_CLIP_NAME)(["Bilateral pulmonary infection.", "Lower left lung."]))
+    assert torch.equal(
+        batch, get_clip_tokenizer(TINY_CLIP_NAME)(["Bilateral pulmonary infection.", "Lower left lung."])
+    )
 
 
 def test_clip_tokenize_custom_context_length():
@@ -61,12 +63,18 @@ def test_clip_tokenize_non_ascii():
 
 
 def test_clip_tokenized_dict_and_list_values():
-    transform = ClipTokenized(keys=["text", "knowledge"], output_key=["text_tokens", "knowledge_tokens"],
-                              model_name=TINY_CLIP_NAME, allow_empty=True)
+    transform = ClipTokenized(
+        keys=["text", "knowledge"],
+        output_key=["text_tokens", "knowledge_tokens"],
+        model_name=TINY_CLIP_NAME,
+        allow_empty=True,
+    )
     out = transform({"text": "Left lung infection.", "knowledge": ["infection: ...", ""], "image": 1})
     assert out["text_tokens"].shape == (77,) and out["knowledge_tokens"].shape == (2, 77)
     assert out["knowledge_tokens"][1].eq(0).all() and out["image"] == 1
-    assert ClipTokenized("text", output_key=None, model_name=TINY_CLIP_NAME)({"text": "a"})["text_tokens"].shape == (77,)
+    assert ClipTokenized("text", output_key=None, model_name=TINY_CLIP_NAME)({"text": "a"})["text_tokens"].shape == (
+        77,
+    )
     with pytest.raises(ValueError, match="one name per key"):
         ClipTokenized(["a", "b"], output_key="x", model_name=TINY_CLIP_NAME)
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
 from monai_ext.losses.auxiliary import WithAuxiliaryLoss
-from monai_ext.networks.clip import TINY_CLIP_NAME, get_clip_tokenizer
 from monai_ext.networks.nets.tgcnet import TGCNet
 
 SIZE = 224

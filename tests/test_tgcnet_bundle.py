@@ -12,8 +12,8 @@ import torch
 from monai.bundle import ConfigWorkflow
 from PIL import Image
 
-from monai_ext.data.synthetic import make_chest_xray_dataset
-from monai_ext.utils.export import check_ckpt_export
+from monai_ext.bundle.export import check_ckpt_export
+from monai_ext.demo import make_chest_xray_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")

@@ -11,7 +11,9 @@ import torch
 from monai.bundle import ConfigWorkflow
 
 BUNDLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles", "tgcnet")
-CONFIGS = [os.path.join(BUNDLE, "configs", name) for name in ("inference.json", "demo_inference.json", "inference_ct.json")]
+CONFIGS = [
+    os.path.join(BUNDLE, "configs", name) for name in ("inference.json", "demo_inference.json", "inference_ct.json")
+]
 
 
 def test_ct_volume_gives_a_nifti_mask_with_the_input_affine(tmp_path):

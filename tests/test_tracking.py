@@ -5,7 +5,7 @@ import os
 import mlflow
 from monai.bundle import ConfigWorkflow
 
-from monai_ext.data.synthetic import make_chest_xray_dataset
+from monai_ext.demo import make_chest_xray_dataset
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles", "tgcnet", "configs")
 

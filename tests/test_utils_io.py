@@ -5,17 +5,14 @@ import os
 import pytest
 import torch
 
-from monai_ext.utils.io import (
-    CheckpointError,
-    CheckpointNotFoundError,
+from monai_ext.checkpoint import CheckpointError, CheckpointNotFoundError, load_state_dict_checked, safe_torch_load
+from monai_ext.io import (
     PathOutsideRootError,
     atomic_save,
     atomic_write,
     atomic_write_json,
     atomic_write_text,
     check_within_root,
-    load_state_dict_checked,
-    safe_torch_load,
     sha256_file,
 )
 
@@ -123,7 +120,7 @@ def test_safe_load_missing_file(tmp_path):
 
 
 def test_bundle_checkpoint_loader_says_weights_must_be_trained_first(tmp_path):
-    from monai_ext.engines import CheckedCheckpointLoader
+    from monai_ext.handlers import CheckedCheckpointLoader
 
     loader = CheckedCheckpointLoader(str(tmp_path / "models" / "model.pt"), network=torch.nn.Linear(2, 2))
     with pytest.raises(CheckpointNotFoundError, match=r"model.pt' does not exist\. No weights ship .* --ckpt_dir"):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from monai_ext.utils.visualize import (
+from monai_ext.visualize import (
     GROUND_TRUTH_COLOUR,
     PREDICTION_COLOUR,
     render_overlay,
@@ -62,7 +62,7 @@ def test_save_overlay_png_atomic_and_no_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="case.png"):
         save_overlay_png(image, label, path)
     save_overlay_png(image, None, path, pred=pred, overwrite=True)
-    assert [name for name in os.listdir(tmp_path)] == ["case.png"]
+    assert os.listdir(tmp_path) == ["case.png"]
     with pytest.raises(TypeError, match="path"):
         save_overlay_png(image, label)
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
+from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
 from monai_ext.losses.auxiliary import WithAuxiliaryLoss
-from monai_ext.networks.clip import TINY_CLIP_NAME, get_clip_tokenizer
 from monai_ext.networks.nets.vlsanet import VLSANet, load_class_prompts
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "vlsanet" / "configs"

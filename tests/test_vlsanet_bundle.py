@@ -11,7 +11,7 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 from PIL import Image
 
-from monai_ext.data.synthetic import make_fundus_dataset
+from monai_ext.demo import make_fundus_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLE = os.path.join(REPO, "bundles", "vlsanet")

@@ -1,14 +1,17 @@
 """Dataset readers and transforms: LViT text tables, decathlon datalists with reports, checked image loading
-(PNG/JPEG, NIfTI, DICOM), mask checks and 3D volume slicing for 2D models."""
+(PNG/JPEG, NIfTI, DICOM), mask checks 3D volume slicing for 2D models, and per-domain datalists for domain generalisation.
+"""
 
-from monai_ext.data import synthetic
 from monai_ext.data.datalist import (
-    image_stem,
+    datalist_keys,
+    evaluation_records,
     is_valid_text,
     load_text_datalist,
+    training_records,
     validate_text_datalist,
     write_text_datalist,
 )
+from monai_ext.data.domains import prepare_cardiac_domains, prepare_fundus_domains
 from monai_ext.data.inference_records import inference_records
 from monai_ext.data.lvit import find_lvit_text_table, load_lvit_split, lvit_split_name, validate_lvit_split
 from monai_ext.data.readers import (
@@ -32,10 +35,15 @@ from monai_ext.data.transforms import (
     ValidateLabelValuesd,
 )
 from monai_ext.data.validation import DatasetValidationError, ValidationReport, check_loadable
-from monai_ext.data.writers import SafeSaveImaged, atomic_image_writer
 from monai_ext.data.volume import VolumeSlicer, expand_volume_records, slice_volume, stack_slices
+from monai_ext.data.writers import SafeSaveImaged, atomic_image_writer
 
 __all__ = [
+    "datalist_keys",
+    "evaluation_records",
+    "prepare_cardiac_domains",
+    "prepare_fundus_domains",
+    "training_records",
     "BinarizeMask",
     "BinarizeMaskd",
     "CheckedLoadImage",
@@ -59,7 +67,6 @@ __all__ = [
     "describe_item",
     "expand_volume_records",
     "find_lvit_text_table",
-    "image_stem",
     "inference_records",
     "is_dicom_path",
     "is_valid_text",
@@ -69,7 +76,6 @@ __all__ = [
     "match_channels",
     "slice_volume",
     "stack_slices",
-    "synthetic",
     "validate_lvit_split",
     "validate_text_datalist",
     "write_text_datalist",

@@ -14,9 +14,12 @@ from typing import Any
 from monai.data import load_decathlon_datalist
 
 from monai_ext.data.validation import DatasetValidationError, ValidationReport
-from monai_ext.utils.io import PathOutsideRootError, atomic_write_json, check_within_root
+from monai_ext.io import PathOutsideRootError, atomic_write_json, check_within_root, image_stem
 
 __all__ = [
+    "datalist_keys",
+    "evaluation_records",
+    "training_records",
     "DATALIST_PATH_KEYS",
     "DATALIST_TEXT_KEYS",
     "is_valid_text",
@@ -37,19 +40,6 @@ def is_valid_text(text: Any) -> bool:
     if isinstance(text, (list, tuple)):
         return bool(text) and all(isinstance(item, str) and item.strip() for item in text)
     return False
-
-
-# Longest first, so that "case.nii.gz" loses ".nii.gz", not ".gz".
-_STEM_SUFFIXES = (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
-
-
-def image_stem(path: str | os.PathLike) -> str:
-    """An image file's name without folder and image suffix: ``"a/case_1.nii.gz"`` -> ``"case_1"``."""
-    name = os.path.basename(os.fspath(path))
-    for suffix in _STEM_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return os.path.splitext(name)[0]
 
 
 def _item_name(item: Mapping, index: int) -> str:
@@ -238,3 +228,52 @@ def write_text_datalist(
         raise DatasetValidationError(report)
     atomic_write_json(json_path, content, overwrite=overwrite, sort_keys=False)
     return json_path
+
+
+def datalist_keys(datalist_file: str) -> list[str]:
+    """Keys of the non-empty lists in a datalist (MONAI's decathlon reader fails on an empty "test" list)."""
+    with open(datalist_file, encoding="utf-8") as f:
+        content = json.load(f)
+    return [k for k, v in content.items() if isinstance(v, list) and v]
+
+
+def training_records(
+    datalist_file: str,
+    train_key: str = "training",
+    val_key: str | None = None,
+    val_fraction: float = 0.2,
+    part: str = "train",
+    base_dir: str | None = None,
+) -> list[dict]:
+    """Training (``part="train"``) or validation (``part="val"``) records of the source domain.
+
+    With ``val_key`` the two lists come from the datalist; otherwise the last ``max(1, round(n * val_fraction))`` items
+    of ``train_key`` are held out for validation (with a single item it serves both). Target domains are never used.
+
+    Example::
+
+        train = training_records("data/fundus/domain_a/datalist.json", part="train")
+    """
+    if part not in ("train", "val"):
+        raise ValueError(f"part must be 'train' or 'val', got {part!r}.")
+    if val_key:
+        return load_text_datalist(datalist_file, key=train_key if part == "train" else val_key, base_dir=base_dir)
+    records = load_text_datalist(datalist_file, key=train_key, base_dir=base_dir)
+    if not records:
+        raise ValueError(f"Datalist '{datalist_file}' has no items under '{train_key}' to train on.")
+    if len(records) == 1:
+        return records
+    n_val = min(len(records) - 1, max(1, int(round(len(records) * float(val_fraction)))))
+    return records[: len(records) - n_val] if part == "train" else records[len(records) - n_val :]
+
+
+def evaluation_records(datalist_file: str, key: str = "test", base_dir: str | None = None) -> list[dict]:
+    """Records under ``key`` of a datalist; ``key="all"`` joins every list in the file (a whole unseen domain)."""
+    if key != "all":
+        return load_text_datalist(datalist_file, key=key, base_dir=base_dir)
+    records = [
+        r for k in datalist_keys(datalist_file) for r in load_text_datalist(datalist_file, key=k, base_dir=base_dir)
+    ]
+    if not records:
+        raise ValueError(f"Datalist '{datalist_file}' holds no items.")
+    return records

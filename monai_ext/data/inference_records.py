@@ -6,6 +6,8 @@ from __future__ import annotations
 import glob
 import os
 
+from monai_ext.data.datalist import load_text_datalist
+
 __all__ = ["inference_records"]
 
 
@@ -31,8 +33,6 @@ def inference_records(
         FileNotFoundError: the folder or datalist does not exist, or nothing matches.
     """
     if datalist_file:
-        from monai_ext.data.datalist import load_text_datalist
-
         records = load_text_datalist(datalist_file, key=key, base_dir=dataset_dir)
     else:
         if not os.path.isdir(dataset_dir):

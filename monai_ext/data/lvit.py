@@ -20,10 +20,9 @@ import os
 from collections import defaultdict
 
 from monai_ext.data.validation import DatasetValidationError, ValidationReport
-from monai_ext.utils.io import PathOutsideRootError, check_within_root
+from monai_ext.io import PICTURE_SUFFIXES, PathOutsideRootError, check_within_root
 
 __all__ = [
-    "LVIT_IMAGE_SUFFIXES",
     "LVIT_MASK_PREFIX",
     "lvit_split_name",
     "find_lvit_text_table",
@@ -34,7 +33,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LVIT_MASK_PREFIX = "mask_"
-LVIT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 REQUIRED_COLUMNS = ("Image", "Description")
 TABLE_SUFFIXES = (".xlsx", ".csv")
 _SPLIT_ALIASES = {
@@ -98,7 +96,7 @@ def _list_files(folder: str) -> list[str]:
     return sorted(
         entry.name
         for entry in os.scandir(folder)
-        if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(LVIT_IMAGE_SUFFIXES)
+        if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(PICTURE_SUFFIXES)
     )
 
 

@@ -21,8 +21,9 @@ from monai.data import ImageReader, MetaTensor
 from monai.transforms import LoadImage, MapTransform, Transform
 from monai.utils import ensure_tuple
 
+from monai_ext.io import DICOM_SUFFIXES
+
 __all__ = [
-    "DICOM_SUFFIXES",
     "ImageReadError",
     "ImageNotFoundError",
     "ShapeMismatchError",
@@ -33,8 +34,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 class ImageReadError(ValueError):

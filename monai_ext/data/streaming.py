@@ -2,7 +2,7 @@
 
 :class:`SkipFailedDataset` applies the transform item by item while the DataLoader iterates (nothing is cached, so
 memory does not grow with the number of files); an item whose loading or preprocessing raises is logged, recorded in
-``failures`` (file, error type, message) and skipped. :class:`monai_ext.engines.FailureReport` writes the list to
+``failures`` (file, error type, message) and skipped. :class:`monai_ext.handlers.FailureReport` writes the list to
 ``failures.json`` and prints a summary when the run ends.
 """
 
@@ -36,7 +36,7 @@ class SkipFailedDataset(IterableDataset):
 
     It has no length on purpose: the evaluator counts the items that do come out. With ``num_workers > 0`` the items
     are split between the workers and each worker writes its failures as JSON lines to ``failures_dir`` (required
-    then), which :class:`monai_ext.engines.FailureReport` merges.
+    then), which :class:`monai_ext.handlers.FailureReport` merges.
 
     Args:
         data: records, e.g. ``[{"image": path, "text": report}, ...]``.

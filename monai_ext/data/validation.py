@@ -139,7 +139,9 @@ def check_loadable(
             load(dict(record))
         except Exception as error:  # any loader failure is the record's problem, reported with its message
             error = transform_error(error)
-            report.add("unloadable_item", f"{record.get('name') or record.get('image')}: {type(error).__name__}: {error}")
+            report.add(
+                "unloadable_item", f"{record.get('name') or record.get('image')}: {type(error).__name__}: {error}"
+            )
         else:
             kept.append(record)
     report.records = kept

@@ -17,20 +17,9 @@ import numpy as np
 import torch
 
 from monai_ext.data.readers import CheckedLoadImage, ShapeMismatchError
-from monai_ext.utils.io import atomic_write
+from monai_ext.io import NIFTI_SUFFIXES, atomic_write, image_stem
 
-__all__ = ["NIFTI_SUFFIXES", "VolumeSlicer", "slice_volume", "stack_slices", "expand_volume_records"]
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
-
-def _volume_stem(path: str) -> str:
-    """File name without ``.nii.gz``/``.nii``/other suffix; a DICOM folder's own name."""
-    name = os.path.basename(os.path.normpath(path))
-    for suffix in (".nii.gz", *NIFTI_SUFFIXES):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return os.path.splitext(name)[0] if os.path.isfile(path) else name
+__all__ = ["VolumeSlicer", "slice_volume", "stack_slices", "expand_volume_records"]
 
 
 def _to_nifti_bytes(array: np.ndarray, affine: np.ndarray, path: str, header: Any = None) -> bytes:
@@ -127,7 +116,7 @@ class VolumeSlicer:
                     f"Label '{label_path}' has shape {label.shape} but volume '{volume_path}' has {image.shape}."
                 )
             label = _compact_dtype(label)
-        stem, num_slices = _volume_stem(volume_path), image.shape[self.axis]
+        stem, num_slices = image_stem(volume_path), image.shape[self.axis]
         records = []
         for index in range(num_slices):
             file_name = f"{stem}_slice{index:04d}.nii.gz"
@@ -239,7 +228,7 @@ class VolumeSlicer:
         for record in records:
             if image_key not in record:
                 raise KeyError(f"Volume record has no '{image_key}' entry: {dict(record)}.")
-            stem = _volume_stem(os.fspath(record[image_key]))
+            stem = image_stem(os.fspath(record[image_key]))
             used[stem] = used.get(stem, 0) + 1
             folder = stem if used[stem] == 1 else f"{stem}_{used[stem]}"
             slices = self.slice(record[image_key], os.path.join(out_dir, folder), record.get(label_key))

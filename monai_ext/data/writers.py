@@ -11,8 +11,8 @@ from typing import Any
 
 from monai.transforms import SaveImaged
 
-from monai_ext.utils.flags import ensure_flag
-from monai_ext.utils.io import _fsync_directory
+from monai_ext.flags import ensure_flag
+from monai_ext.io import fsync_directory
 
 __all__ = ["SafeSaveImaged", "atomic_image_writer"]
 
@@ -42,7 +42,7 @@ def atomic_image_writer(writer_cls: type) -> type:
                 with open(tmp, "rb") as f:
                     os.fsync(f.fileno())
                 os.replace(tmp, filename)
-                _fsync_directory(directory)
+                fsync_directory(directory)
             finally:
                 if os.path.lexists(tmp):
                     os.remove(tmp)

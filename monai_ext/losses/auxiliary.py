@@ -27,7 +27,9 @@ class WithAuxiliaryLoss(nn.Module):
         value = loss(net(image, tokens), label)
     """
 
-    def __init__(self, seg_loss: nn.Module, network: nn.Module, weight: float = 0.1, aux_method: str = "alignment_loss"):
+    def __init__(
+        self, seg_loss: nn.Module, network: nn.Module, weight: float = 0.1, aux_method: str = "alignment_loss"
+    ):
         super().__init__()
         if not callable(getattr(network, aux_method, None)):
             raise ValueError(f"{type(network).__name__} has no method '{aux_method}' for the auxiliary loss.")

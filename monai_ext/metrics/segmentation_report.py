@@ -15,7 +15,7 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou, compute_surface_dice
 from monai.utils import convert_to_tensor
 
-from monai_ext.utils.io import atomic_write_json, atomic_write_text
+from monai_ext.io import atomic_write_json, atomic_write_text
 
 __all__ = ["SegmentationReport"]
 
@@ -133,7 +133,7 @@ class SegmentationReport:
         """Forget all images added so far."""
         self.records: list[dict[str, Any]] = []
         self._names: set[str] = set()
-        zeros = {c: 0.0 for c in self.class_names}
+        zeros = dict.fromkeys(self.class_names, 0.0)
         self._totals = {"intersection": dict(zeros), "pred": dict(zeros), "label": dict(zeros), "union": dict(zeros)}
 
     def __len__(self) -> int:

@@ -1,14 +1,17 @@
-"""Text machinery: tokenizer transforms, frozen text-embedding cache and medical domain knowledge."""
+"""Text machinery: tokenizer transforms, report files and default prompts, the frozen text-embedding cache and
+medical domain knowledge."""
 
 from .cache import TextEmbeddingCache
 from .knowledge import AddKnowledged, KnowledgeBaseError, MedicalKnowledgeBase
 from .report_file import SidecarReportd, read_sidecar_report, sidecar_report_path
 from .tokenize import ClipTokenize, ClipTokenized, HFTokenize, HFTokenized, TextInputError
+from .transforms import DefaultTextd, TokensToMetad
 
 __all__ = [
     "AddKnowledged",
     "ClipTokenize",
     "ClipTokenized",
+    "DefaultTextd",
     "HFTokenize",
     "HFTokenized",
     "KnowledgeBaseError",
@@ -16,6 +19,7 @@ __all__ = [
     "SidecarReportd",
     "TextEmbeddingCache",
     "TextInputError",
+    "TokensToMetad",
     "read_sidecar_report",
     "sidecar_report_path",
 ]

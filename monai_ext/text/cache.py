@@ -56,9 +56,7 @@ class TextEmbeddingCache:
         """Drop all entries (counters are kept)."""
         self._store.clear()
 
-    def get_or_compute(
-        self, keys: Sequence[Hashable], compute_fn: Callable[[list[int]], CachedValue]
-    ) -> CachedValue:
+    def get_or_compute(self, keys: Sequence[Hashable], compute_fn: Callable[[list[int]], CachedValue]) -> CachedValue:
         """Values for ``keys``, stacked along a new first dimension, computing the missing ones.
 
         Args:

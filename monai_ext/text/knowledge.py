@@ -25,7 +25,7 @@ from pathlib import Path
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from monai_ext.utils.flags import ensure_flag
+from monai_ext.flags import ensure_flag
 
 __all__ = ["AddKnowledged", "KnowledgeBaseError", "MedicalKnowledgeBase"]
 

@@ -53,7 +53,7 @@ class SidecarReportd(MapTransform):
     The image entry is a path (before loading) or a ``MetaTensor`` whose ``filename_or_obj`` names its file; the report
     is :func:`read_sidecar_report` of it. Items that already have a text keep it; items
     without a report file are left as they are (follow with
-    :class:`monai_ext.engines.monailabel.DefaultTextd` for a default prompt).
+    :class:`monai_ext.text.transforms.DefaultTextd` for a default prompt).
 
     Args:
         keys: entries that receive the report, usually ``"text"``.

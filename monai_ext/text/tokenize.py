@@ -12,6 +12,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
+from monai_ext.clip import get_clip_tokenizer
+
 __all__ = ["ClipTokenize", "ClipTokenized", "HFTokenize", "HFTokenized", "TextInputError"]
 
 logger = logging.getLogger(__name__)
@@ -97,8 +99,6 @@ class ClipTokenize(Transform):
     def _tokenizer(self):
         if self._loaded_tokenizer is None:
             # Imported here: monai_ext.networks imports the encoders, which import this package.
-            from monai_ext.networks.clip import get_clip_tokenizer
-
             self._loaded_tokenizer = get_clip_tokenizer(self.model_name)
         return self._loaded_tokenizer
 

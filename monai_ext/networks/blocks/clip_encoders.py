@@ -1,6 +1,6 @@
 """Frozen (or trainable) CLIP image and text encoders exposing the intermediate features segmentation needs.
 
-Both wrap parts of one open_clip model built by :func:`monai_ext.networks.clip.create_clip`; building both from the
+Both wrap parts of one open_clip model built by :func:`monai_ext.clip.create_clip`; building both from the
 same model shares its parameters.
 """
 

@@ -25,10 +25,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 
+from monai_ext.clip import create_clip, get_clip_tokenizer
+from monai_ext.flags import ensure_flag
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
-from monai_ext.networks.clip import create_clip, get_clip_tokenizer
 from monai_ext.networks.utils import count_parameters
-from monai_ext.utils.flags import ensure_flag
 
 __all__ = ["TGCNet"]
 
@@ -220,7 +220,9 @@ class TGCNet(nn.Module):
             [_UpBlock(decoder_channels[i + 1], decoder_channels[i], decoder_channels[i]) for i in (2, 1, 0)]
         )
         self.head = nn.Sequential(
-            Convolution(2, decoder_channels[0] + full_res_channels, decoder_channels[0], kernel_size=3, norm="instance"),
+            Convolution(
+                2, decoder_channels[0] + full_res_channels, decoder_channels[0], kernel_size=3, norm="instance"
+            ),
             nn.Conv2d(decoder_channels[0], 1, kernel_size=1),
         )
         tokens = get_clip_tokenizer(clip_model_name)([default_prompt])
@@ -295,7 +297,9 @@ class TGCNet(nn.Module):
 
         for block, skip in zip(self.up_blocks, reversed(scales[:-1])):
             if similarity is not None:
-                gate = torch.sigmoid(F.interpolate(similarity, size=skip.shape[-2:], mode="bilinear", align_corners=False))
+                gate = torch.sigmoid(
+                    F.interpolate(similarity, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                )
                 skip = skip * (1 + gate)
             x = block(x, skip)
         x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)

@@ -30,13 +30,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 
+from monai_ext.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
+from monai_ext.flags import ensure_flag
 from monai_ext.losses.alignment import PixelTextAlignmentLoss
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
 from monai_ext.networks.blocks.em_aggregation import EMAggregation
 from monai_ext.networks.blocks.text_guided_decoder import TextGuidedPixelDecoder
-from monai_ext.networks.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
 from monai_ext.networks.utils import count_parameters
-from monai_ext.utils.flags import ensure_flag
 
 __all__ = ["VLSANet", "load_class_prompts"]
 

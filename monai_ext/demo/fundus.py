@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from ._common import (
+from .common import (
     MARKER_FILE,
     check_count,
     check_image_size,
@@ -131,8 +131,13 @@ def _vessel_tree(rng: np.random.Generator, size: int, disc_centre: np.ndarray, e
                 at = int(fraction * (len(points) - 1))
                 side = rng.choice([-1.0, 1.0])
                 pending.append(
-                    (points[at], headings[at] + side * rng.uniform(0.5, 1.0), side * rng.uniform(0.0, 1.5),
-                     length * rng.uniform(0.35, 0.55), generation + 1)
+                    (
+                        points[at],
+                        headings[at] + side * rng.uniform(0.5, 1.0),
+                        side * rng.uniform(0.0, 1.5),
+                        length * rng.uniform(0.35, 0.55),
+                        generation + 1,
+                    )
                 )
     vessels = np.zeros((size, size), np.float32)
     for canvas, width in zip(canvases, widths):
@@ -282,8 +287,10 @@ def make_fundus_dataset(
                 write_png(image, os.path.join(staging, name, item["image"]))
                 write_png(label, os.path.join(staging, name, item["label"]))
                 items.append(item)
-            write_json({"training": items[:n_training], "test": items[n_training:]},
-                       os.path.join(staging, name, "datalist.json"))
+            write_json(
+                {"training": items[:n_training], "test": items[n_training:]},
+                os.path.join(staging, name, "datalist.json"),
+            )
             description[name] = {**asdict(domain), "n_training": n_training, "n_test": n_test}
         write_json({"domains": description, "labels": FUNDUS_LABELS}, os.path.join(staging, "domains.json"))
         summary = {

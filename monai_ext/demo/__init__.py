@@ -3,13 +3,13 @@
 - :func:`make_chest_xray_dataset`: chest X-rays whose report names a subset of the lesions (LViT / QaTa-COV19 layout).
 - :func:`make_fundus_dataset`: fundus photographs with optic disc/cup labels from four imitation cameras.
 - :func:`make_cardiac_dataset`: short-axis cardiac MRI volumes (LV, myocardium, RV) in bSSFP/LGE/T2-like sequences.
+- :func:`make_demo_data`: the fundus or cardiac set laid out per domain, as the domain-generalisation experiment reads it.
 
 Nothing is downloaded; a few hundred images take seconds. Outputs are staged in a hidden folder and renamed into
 place when complete; an existing non-empty output folder is only replaced with ``overwrite=True`` and only if it is an
 earlier synthetic dataset (it holds ``synthetic.json``).
 """
 
-from ._common import MARKER_FILE, sample_rng
 from .cardiac import (
     CARDIAC_DOMAINS,
     CARDIAC_LABELS,
@@ -28,10 +28,14 @@ from .chest_xray import (
     parse_report_zones,
     render_chest_xray,
 )
+from .common import MARKER_FILE, sample_rng
 from .dicom import write_dicom_ct_slice
+from .domains import DEMO_DOMAINS, make_demo_data
 from .fundus import FUNDUS_DOMAINS, FUNDUS_LABELS, FundusDomain, make_fundus_dataset, render_fundus
 
 __all__ = [
+    "DEMO_DOMAINS",
+    "make_demo_data",
     "write_dicom_ct_slice",
     "MARKER_FILE",
     "sample_rng",

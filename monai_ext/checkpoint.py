@@ -1,8 +1,4 @@
-"""Safe file output and checkpoint input.
-
-Outputs are written to a temporary file in the destination folder, flushed to disk and moved over the destination with
-``os.replace``: a reader (or a crashed run) sees either the old file or the complete new one, never a partial file.
-Existing outputs are kept unless ``overwrite=True``.
+"""The one safe checkpoint reader: bundle weights, trainer states and CLIP weights all load through it.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` (no code runs while unpickling) and the usual failures
 (missing file, truncated download, a pickle of Python objects, a checkpoint of another network) become
@@ -12,33 +8,23 @@ Checkpoints are read with ``torch.load(weights_only=True)`` (no code runs while 
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import logging
 import os
 import pickle
 import re
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import Any
 
-import numpy as np
 import torch
 
 __all__ = [
+    "BUNDLE_WEIGHTS_HINT",
+    "STATE_DICT_KEYS",
     "CheckpointError",
     "CheckpointNotFoundError",
-    "PathOutsideRootError",
-    "atomic_write",
-    "atomic_save",
-    "atomic_write_text",
-    "atomic_write_json",
-    "safe_torch_load",
     "extract_state_dict",
     "load_state_dict_checked",
-    "check_within_root",
-    "sha256_file",
+    "safe_torch_load",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,147 +57,11 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     def __init__(self, path: PathLike, hint: str = ""):
         path = os.fspath(path)
         message = f"Checkpoint file '{path}' does not exist." + (f" {hint}" if hint else "")
-        super().__init__(message)
+        super().__init__(path, hint)
         self.errno, self.strerror, self.filename = errno.ENOENT, message, path
 
     def __str__(self) -> str:
         return self.strerror
-
-
-class PathOutsideRootError(ValueError):
-    """A path taken from a dataset file points outside the dataset's root folder."""
-
-
-def _new_file_mode(existing: str) -> int:
-    """Permission bits for the output: the replaced file's, else what ``open`` would give under the current umask."""
-    if os.path.exists(existing):
-        return os.stat(existing).st_mode & 0o7777
-    umask = os.umask(0)  # reading the umask requires setting it; restored immediately
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _fsync_directory(directory: str) -> None:
-    """Persist the rename itself; not every platform/filesystem allows opening a directory, which is fine to skip."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _exists_error(path: str) -> FileExistsError:
-    return FileExistsError(errno.EEXIST, f"Output '{path}' already exists; pass overwrite=True to replace it", path)
-
-
-@contextmanager
-def atomic_write(
-    path: PathLike, mode: str = "wb", overwrite: bool = False, encoding: str | None = None
-) -> Iterator[IO[Any]]:
-    """Open ``path`` for writing so that it appears complete or not at all.
-
-    Writes go to a hidden temporary file in the same folder (same filesystem, so the final move is atomic); when the
-    ``with`` block ends without error the data are flushed and fsynced and the file is moved onto ``path``. If the block
-    raises, the temporary file is removed and an existing ``path`` is left untouched. Missing parent folders are created.
-
-    Args:
-        path: destination file.
-        mode: ``"wb"`` (binary) or ``"w"``/``"wt"`` (text).
-        overwrite: replace an existing ``path``; otherwise ``FileExistsError`` (before anything is written).
-        encoding: text encoding for text modes (default UTF-8, independent of the locale).
-
-    Raises:
-        FileExistsError: ``path`` exists and ``overwrite`` is False.
-        ValueError: unsupported ``mode``.
-
-    Example::
-
-        with atomic_write("out/report.json", mode="w") as f:
-            json.dump(report, f)
-    """
-    if mode not in ("wb", "w", "wt"):
-        raise ValueError(f"atomic_write supports modes 'wb', 'w' and 'wt', got '{mode}' for '{path}'.")
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"Output '{path}' is a directory, expected a file path", path)
-    if not overwrite and os.path.lexists(path):
-        raise _exists_error(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    if "b" not in mode and encoding is None:
-        encoding = "utf-8"
-    file_mode = _new_file_mode(path)
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_path, file_mode)
-        if overwrite:
-            os.replace(tmp_path, path)
-        else:
-            # A hard link never clobbers, so a file created by someone else while we wrote is not lost.
-            try:
-                os.link(tmp_path, path)
-            except FileExistsError:
-                raise _exists_error(path) from None
-            except OSError:  # filesystem without hard links
-                if os.path.lexists(path):
-                    raise _exists_error(path) from None
-                os.replace(tmp_path, path)
-        _fsync_directory(directory)
-    finally:
-        if os.path.lexists(tmp_path):
-            os.remove(tmp_path)
-
-
-def atomic_save(obj: Any, path: PathLike, overwrite: bool = False) -> None:
-    """``torch.save(obj, path)`` written atomically (see :func:`atomic_write`).
-
-    Example::
-
-        atomic_save({"network": "TGCNet", "model": net.state_dict()}, "models/model.pt")
-    """
-    with atomic_write(path, mode="wb", overwrite=overwrite) as f:
-        torch.save(obj, f)
-
-
-def atomic_write_text(path: PathLike, text: str, overwrite: bool = False, encoding: str = "utf-8") -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
-    with atomic_write(path, mode="w", overwrite=overwrite, encoding=encoding) as f:
-        f.write(text)
-
-
-def _to_json_compatible(value: Any) -> Any:
-    """``json.dump`` fallback for values that show up in reports and configs: numpy/torch numbers and arrays, paths."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def atomic_write_json(
-    path: PathLike, obj: Any, overwrite: bool = False, indent: int = 2, sort_keys: bool = True
-) -> None:
-    """Write ``obj`` as JSON (sorted keys, indented, UTF-8, trailing newline) atomically.
-
-    numpy/torch scalars and arrays, ``os.PathLike`` and sets are converted. Python floats NaN/inf are written as
-    ``NaN``/``Infinity`` (Python's json default, read back by ``json.load``); convert them first for strict JSON.
-    """
-    with atomic_write(path, mode="w", overwrite=overwrite) as f:
-        json.dump(obj, f, indent=indent, sort_keys=sort_keys, ensure_ascii=False, default=_to_json_compatible)
-        f.write("\n")
 
 
 def _describe_unpickling_error(path: str, error: Exception) -> str:
@@ -399,37 +249,3 @@ def load_state_dict_checked(
             _examples(unexpected),
         )
     return result
-
-
-def check_within_root(path: PathLike, root: PathLike) -> str:
-    """Resolve ``path`` (relative paths are taken from ``root``) and check it stays inside ``root``.
-
-    Symbolic links are followed on both sides, so a link pointing out of the root is refused like ``../`` or an
-    absolute path elsewhere.
-
-    Returns:
-        the resolved absolute path as a string.
-
-    Raises:
-        PathOutsideRootError: the resolved path is not inside the resolved root (a ``ValueError``).
-
-    Example::
-
-        image = check_within_root(row["Image"], "data/QaTa-COV19/Train_Folder/img")
-    """
-    resolved_root = os.path.realpath(os.fspath(root))
-    resolved = os.path.realpath(os.path.join(resolved_root, os.fspath(path)))
-    if os.path.commonpath([resolved_root, resolved]) != resolved_root:
-        raise PathOutsideRootError(
-            f"Path '{os.fspath(path)}' resolves to '{resolved}', outside the dataset root '{resolved_root}'."
-        )
-    return resolved
-
-
-def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file, read in chunks (checkpoints can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -2,7 +2,7 @@
 
 Everything model-specific comes from the bundle: the network is built from ``configs/inference.json`` (plus any extra
 config files and overrides) with :class:`monai.bundle.ConfigParser`, the checkpoint is loaded with
-:func:`monai_ext.utils.io.load_state_dict_checked` (``weights_only`` loading, clear errors), and the bundle's own
+:func:`monai_ext.checkpoint.load_state_dict_checked` (``weights_only`` loading, clear errors), and the bundle's own
 ``preprocessing`` (image loading, intensity scaling, resizing, knowledge lookup, tokenization) prepares each input. The
 extra network inputs (``text_tokens``, ``knowledge_tokens`` for TGC-Net) are read from the bundle's
 ``prepare_batch#extra_keys``, so the same code serves any bundle whose inference config follows that layout.
@@ -21,8 +21,7 @@ Outputs (written atomically, existing files kept unless ``overwrite=True``):
 
 Volumes (3D NIfTI, DICOM series) are segmented slice by slice along the last axis when the network is 2D; the
 preprocessing must then accept volumes (for TGC-Net add ``configs/inference_ct.json``, which windows HU and resizes
-in-plane only).
-"""
+in-plane only)."""
 
 from __future__ import annotations
 
@@ -39,141 +38,36 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.transforms import Compose, Invertd, LoadImaged, MapTransform
+from monai.transforms import Compose, Invertd
 
-from monai_ext.data.readers import CheckedLoadImaged, is_dicom_path
+from monai_ext.bundle.parser import (
+    bundle_parser,
+    flatten_transforms,
+    is_image_loader,
+    load_bundle_network,
+    network_input_keys,
+)
+from monai_ext.data.readers import is_dicom_path
 from monai_ext.data.validation import transform_error
+from monai_ext.io import NIFTI_SUFFIXES, PICTURE_SUFFIXES, atomic_write, atomic_write_text, image_stem
 from monai_ext.text.tokenize import TextInputError
-from monai_ext.utils.io import BUNDLE_WEIGHTS_HINT, atomic_write, atomic_write_text, load_state_dict_checked
-from monai_ext.utils.visualize import render_overlay
+from monai_ext.visualize import render_overlay
 
 __all__ = [
-    "BundlePredictor",
-    "PredictionResult",
-    "PredictionSummary",
-    "bundle_parser",
-    "load_bundle_network",
-    "network_input_keys",
+    "input_format",
     "output_paths",
+    "PredictionResult",
+    "BundlePredictor",
+    "PredictionSummary",
+    "IMAGE_COLUMNS",
+    "TEXT_COLUMNS",
+    "read_prediction_csv",
     "predict_csv",
+    "describe_inputs",
 ]
 
 logger = logging.getLogger(__name__)
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def _resolve_config(bundle_dir: str, name: str) -> str:
-    """A config path as given if it exists, else relative to the bundle folder, else to ``<bundle>/configs``."""
-    for candidate in (name, os.path.join(bundle_dir, name), os.path.join(bundle_dir, "configs", name)):
-        if os.path.isfile(candidate):
-            return os.path.abspath(candidate)
-    raise FileNotFoundError(f"Config file '{name}' not found (also looked in {bundle_dir} and {bundle_dir}/configs).")
-
-
-def bundle_parser(
-    bundle_dir: str,
-    config_files: str | Sequence[str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    base_config: str = "configs/inference.json",
-) -> ConfigParser:
-    """A :class:`ConfigParser` holding ``base_config`` merged with ``config_files`` (in order), the bundle's metadata
-    (``_meta_``), ``bundle_root`` set to the bundle folder and ``overrides`` (``{"id#sub": value}``) applied last.
-
-    Example::
-
-        parser = bundle_parser("bundles/tgcnet", ["configs/demo_inference.json"], {"use_knowledge": False})
-        net = parser.get_parsed_content("network_def")
-    """
-    bundle_dir = os.path.abspath(bundle_dir)
-    if not os.path.isdir(bundle_dir):
-        raise FileNotFoundError(f"Bundle folder '{bundle_dir}' does not exist.")
-    extra = [config_files] if isinstance(config_files, str) else list(config_files or [])
-    files = [_resolve_config(bundle_dir, name) for name in [base_config, *extra]]
-    parser = ConfigParser()
-    parser.read_config(files)
-    meta = os.path.join(bundle_dir, "configs", "metadata.json")
-    if os.path.isfile(meta):
-        parser.read_meta(meta)
-    parser["bundle_root"] = bundle_dir
-    for key, value in (overrides or {}).items():
-        parser[key] = value
-    return parser
-
-
-def default_checkpoint(parser: ConfigParser) -> str:
-    """``<ckpt_dir>/model.pt`` of the bundle config (``<bundle>/models/model.pt`` by default)."""
-    ckpt_dir = parser.get_parsed_content("ckpt_dir") if "ckpt_dir" in parser else os.path.join(
-        parser["bundle_root"], "models"
-    )
-    return os.path.join(ckpt_dir, "model.pt")
-
-
-def load_bundle_network(
-    parser: ConfigParser,
-    checkpoint: str | None = None,
-    device: str | torch.device = "cpu",
-    net_id: str = "network_def",
-    strict: bool = True,
-) -> torch.nn.Module:
-    """Build ``net_id`` from the config, load ``checkpoint`` (default: :func:`default_checkpoint`) safely, eval mode.
-
-    Raises:
-        monai_ext.utils.io.CheckpointError: the checkpoint is missing, corrupt, pickles code or does not fit.
-    """
-    network = parser.get_parsed_content(net_id)
-    load_state_dict_checked(
-        network, checkpoint or default_checkpoint(parser), strict=strict, missing_hint=BUNDLE_WEIGHTS_HINT
-    )
-    return network.to(device).eval()
-
-
-def network_input_keys(parser: ConfigParser, preprocessed: Mapping | None = None, image_key: str = "image") -> dict:
-    """Extra network inputs as ``{forward keyword: item key}``.
-
-    Read from ``prepare_batch#extra_keys`` (MONAI ``PrepareBatchExtraInput``: a dict, a list or one key); without it,
-    from the metadata's ``network_data_format#inputs`` other than the image (kept when present in ``preprocessed``).
-    """
-    config = parser.get("prepare_batch")
-    extra = config.get("extra_keys") if isinstance(config, Mapping) else None
-    if isinstance(extra, Mapping):
-        return {str(k): str(v) for k, v in extra.items()}
-    if isinstance(extra, str):
-        return {extra: extra}
-    if isinstance(extra, Sequence):
-        return {str(k): str(k) for k in extra}
-    inputs = parser.get("_meta_#network_data_format#inputs", {}) or {}
-    names = [name for name in inputs if name != image_key]
-    if preprocessed is not None:
-        names = [name for name in names if name in preprocessed]
-    return {name: name for name in names}
-
-
-def _transforms(preprocessing: Any) -> list:
-    if isinstance(preprocessing, Compose):
-        return list(preprocessing.flatten().transforms)
-    if isinstance(preprocessing, Sequence):
-        return list(preprocessing)
-    return [preprocessing]
-
-
-def _is_loader(transform: Any) -> bool:
-    return isinstance(transform, (LoadImaged, CheckedLoadImaged))
-
-
-def _keys(transform: Any) -> tuple:
-    return tuple(getattr(transform, "keys", ()) or ())
-
-
-def text_only_transforms(preprocessing: Any, image_key: str = "image") -> Compose:
-    """The dictionary transforms of ``preprocessing`` that do not touch the image (report -> knowledge -> tokens)."""
-    selected = [
-        t for t in _transforms(preprocessing) if isinstance(t, MapTransform) and not _is_loader(t) and image_key not in _keys(t)
-    ]
-    return Compose(selected)
 
 
 def input_format(path: str) -> str:
@@ -188,19 +82,9 @@ def input_format(path: str) -> str:
     return "other"
 
 
-def input_name(path: str) -> str:
-    """File-system safe stem: ``case.nii.gz`` -> ``case``, a DICOM folder -> its name."""
-    name = os.path.basename(os.path.normpath(os.fspath(path)))
-    lower = name.lower()
-    for suffix in (*NIFTI_SUFFIXES, *PICTURE_SUFFIXES, ".dcm", ".dicom", ".mha", ".mhd", ".nrrd"):
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def output_paths(image: str, output_dir: str, name: str | None = None) -> dict[str, str]:
     """Where :meth:`BundlePredictor.predict_file` writes for ``image``: ``{"mask": ..., "overlay": ...}``."""
-    name = name or input_name(image)
+    name = name or image_stem(image)
     suffix = ".png" if input_format(image) == "picture" else ".nii.gz"
     return {
         "mask": os.path.join(output_dir, f"{name}_mask{suffix}"),
@@ -275,8 +159,8 @@ class BundlePredictor:
         self.threshold = threshold
         self.slice_batch_size = max(1, int(slice_batch_size))
         self.image_key, self.text_key = image_key, text_key
-        transforms = _transforms(self.parser.get_parsed_content("preprocessing"))
-        loaders = [i for i, t in enumerate(transforms) if _is_loader(t)]
+        transforms = flatten_transforms(self.parser.get_parsed_content("preprocessing"))
+        loaders = [i for i, t in enumerate(transforms) if is_image_loader(t)]
         if not loaders:
             raise ValueError(
                 f"The preprocessing of {self.bundle_dir} has no LoadImaged/CheckedLoadImaged: cannot read files."
@@ -401,7 +285,9 @@ class BundlePredictor:
             data = mask
             if data.shape != tuple(source.shape):
                 if data.size != int(np.prod(source.shape)):
-                    raise ValueError(f"Mask shape {mask.shape} does not fit the NIfTI '{image}' of shape {source.shape}.")
+                    raise ValueError(
+                        f"Mask shape {mask.shape} does not fit the NIfTI '{image}' of shape {source.shape}."
+                    )
                 data = data.reshape(source.shape)  # e.g. a trailing singleton axis of a 2D NIfTI
             header.set_data_shape(data.shape)
             self._write_nifti(data, source.affine, path, overwrite, header=header)
@@ -418,7 +304,9 @@ class BundlePredictor:
         if mask.ndim == 3:
             areas = mask.reshape(-1, mask.shape[-1]).astype(bool).sum(0)
             k = int(areas.argmax()) if areas.max() > 0 else mask.shape[-1] // 2
-            lines.append(f"slice {k + 1} of {mask.shape[-1]} ({'most foreground' if areas.max() > 0 else 'no foreground; middle'})")
+            lines.append(
+                f"slice {k + 1} of {mask.shape[-1]} ({'most foreground' if areas.max() > 0 else 'no foreground; middle'})"
+            )
             image, mask = image[..., k], mask[..., k]
         if image.shape[0] not in (1, 3):
             image = image[:1]
@@ -445,8 +333,9 @@ class BundlePredictor:
         try:
             pred = self.infer(prepared)
         except RuntimeError as error:
-            raise RuntimeError(f"Network failed on '{image}' (preprocessed shape "
-                               f"{tuple(prepared[self.image_key].shape)}): {error}") from error
+            raise RuntimeError(
+                f"Network failed on '{image}' (preprocessed shape " f"{tuple(prepared[self.image_key].shape)}): {error}"
+            ) from error
         mask = self.to_input_grid(pred, prepared, original)
         self.write_mask(mask, image, original, paths["mask"], overwrite)
         self.write_overlay(mask, original, text, paths["overlay"], overwrite)
@@ -478,6 +367,8 @@ class PredictionSummary:
 
 
 IMAGE_COLUMNS = ("image", "Image", "path")
+
+
 TEXT_COLUMNS = ("text", "Text", "report", "Report", "Description")
 
 
@@ -503,7 +394,7 @@ def read_prediction_csv(csv_file: str, image_root: str | None = None) -> list[di
         for number, row in enumerate(reader, start=2):  # row 1 is the header
             image = (row.get(image_col) or "").strip()
             path = image if not image or os.path.isabs(image) else os.path.join(root, image)
-            name = (row.get("name") or "").strip() or input_name(path or f"row{number}")
+            name = (row.get("name") or "").strip() or image_stem(path or f"row{number}")
             seen[name] = seen.get(name, 0) + 1
             if seen[name] > 1:
                 name = f"{name}_{seen[name]}"
@@ -532,14 +423,18 @@ def predict_csv(
         try:
             if not row["image"]:
                 raise ValueError("empty image path")
-            result = predictor.predict_file(row["image"], row["text"], output_dir, overwrite=overwrite, name=row["name"])
+            result = predictor.predict_file(
+                row["image"], row["text"], output_dir, overwrite=overwrite, name=row["name"]
+            )
         except Exception as error:  # one bad file must not stop the others
             message = f"{type(error).__name__}: {error}"
             failures.append((row["row"], row["image"], message))
             lines.append([row["row"], row["image"], row["text"], "failed", "", "", "", message])
             continue
         results.append(result)
-        lines.append([row["row"], row["image"], row["text"], "ok", result.mask_path, result.overlay_path, result.foreground, ""])
+        lines.append(
+            [row["row"], row["image"], row["text"], "ok", result.mask_path, result.overlay_path, result.foreground, ""]
+        )
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["row", "image", "text", "status", "mask", "overlay", "foreground_voxels", "error"])

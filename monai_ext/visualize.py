@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from monai_ext.utils.io import atomic_write
+from monai_ext.io import atomic_write
 
 __all__ = ["render_overlay", "save_overlay_png", "save_overlay_grid"]
 

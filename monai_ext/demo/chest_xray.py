@@ -22,12 +22,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ._common import (
+from .common import (
     MARKER_FILE,
     check_count,
     check_image_size,
     ellipse_radius,
     normalized_grid,
+    read_existing_dataset,
     sample_rng,
     smooth_noise,
     staged_output_dir,
@@ -191,8 +192,13 @@ def _lesion(
     cy_px, cx_px = candidates[int(rng.integers(len(candidates)))]
     reach = room[cy_px, cx_px] * 2.0 / size  # distance to the zone border in normalised units
     radius = ellipse_radius(
-        yy, xx, yy[cy_px, cx_px], xx[cy_px, cx_px],
-        reach * rng.uniform(0.8, 1.3), reach * rng.uniform(0.8, 1.3), rng.uniform(0, np.pi),
+        yy,
+        xx,
+        yy[cy_px, cx_px],
+        xx[cy_px, cx_px],
+        reach * rng.uniform(0.8, 1.3),
+        reach * rng.uniform(0.8, 1.3),
+        rng.uniform(0, np.pi),
     )
     # Noise relative to its value at the centre: the border wobbles but the centre always belongs to the lesion.
     blob = (1.0 - radius + 0.25 * (roughness - roughness[cy_px, cx_px]) > 0) & zone_region
@@ -214,10 +220,26 @@ def render_chest_xray(
     yy, xx = normalized_grid(image_size)
     edge = 4.0 / image_size
 
-    body = _soft(ellipse_radius(yy, xx, 0.05 + rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03),
-                                rng.uniform(0.98, 1.08), rng.uniform(0.82, 0.9)), 3 * edge)
-    heart_radius = ellipse_radius(yy, xx, rng.uniform(0.2, 0.3), rng.uniform(0.08, 0.16),
-                                  rng.uniform(0.22, 0.28), rng.uniform(0.25, 0.32), rng.uniform(-0.3, 0.1))
+    body = _soft(
+        ellipse_radius(
+            yy,
+            xx,
+            0.05 + rng.uniform(-0.03, 0.03),
+            rng.uniform(-0.03, 0.03),
+            rng.uniform(0.98, 1.08),
+            rng.uniform(0.82, 0.9),
+        ),
+        3 * edge,
+    )
+    heart_radius = ellipse_radius(
+        yy,
+        xx,
+        rng.uniform(0.2, 0.3),
+        rng.uniform(0.08, 0.16),
+        rng.uniform(0.22, 0.28),
+        rng.uniform(0.25, 0.32),
+        rng.uniform(-0.3, 0.1),
+    )
     heart = _soft(heart_radius, 6 * edge)
     mediastinum_half_width = rng.uniform(0.09, 0.12)
     mediastinum = np.clip((mediastinum_half_width - np.abs(xx)) / (6 * edge) + 0.5, 0, 1) * (yy > -0.85)
@@ -226,8 +248,15 @@ def render_chest_xray(
     lungs = {}
     # Patient's right lung on the image's left (negative x), patient's left lung on the image's right.
     for side, sign in (("right", -1.0), ("left", 1.0)):
-        radius = ellipse_radius(yy, xx, rng.uniform(-0.1, -0.02), sign * rng.uniform(0.36, 0.42),
-                                rng.uniform(0.55, 0.65), rng.uniform(0.24, 0.3), sign * rng.uniform(0.0, 0.12))
+        radius = ellipse_radius(
+            yy,
+            xx,
+            rng.uniform(-0.1, -0.02),
+            sign * rng.uniform(0.36, 0.42),
+            rng.uniform(0.55, 0.65),
+            rng.uniform(0.24, 0.3),
+            sign * rng.uniform(0.0, 0.12),
+        )
         lung_soft = np.maximum(lung_soft, _soft(radius, 4 * edge))
         lungs[side] = (radius < 1.0) & (heart_radius >= 1.0) & (np.abs(xx) >= mediastinum_half_width)
     lung_soft *= (1.0 - heart) * (1.0 - mediastinum)
@@ -255,8 +284,11 @@ def render_chest_xray(
     lesion_layer = ndimage.gaussian_filter(lesion_layer * lesion_texture, sigma=image_size / 120)
 
     lung_markings = 0.03 * smooth_noise(rng, image_size, cells=max(8, image_size // 8))
-    image = 0.04 + body * (0.5 - 0.3 * lung_soft + 0.12 * heart + 0.1 * mediastinum + 0.1 * ribs
-                           + lung_soft * lung_markings) + lesion_layer
+    image = (
+        0.04
+        + body * (0.5 - 0.3 * lung_soft + 0.12 * heart + 0.1 * mediastinum + 0.1 * ribs + lung_soft * lung_markings)
+        + lesion_layer
+    )
     image = np.clip(image, 0.0, 1.0) ** rng.uniform(0.8, 1.25)
     image = (image - 0.5) * rng.uniform(0.85, 1.15) + 0.5 + rng.uniform(-0.05, 0.05)
     image = ndimage.gaussian_filter(image, sigma=rng.uniform(0.5, 1.0) * image_size / 224)
@@ -274,6 +306,7 @@ def make_chest_xray_dataset(
     seed: int = 0,
     name_all_lesions: bool = False,
     overwrite: bool = False,
+    reuse_existing: bool = False,
 ) -> dict:
     """Write a synthetic report-referred chest X-ray dataset in LViT (QaTa-COV19) layout.
 
@@ -302,6 +335,8 @@ def make_chest_xray_dataset(
         seed: random seed; the same seed gives byte-identical files.
         name_all_lesions: reports name every lesion (masks then hold all of them).
         overwrite: replace an existing synthetic dataset in ``out_dir``.
+        reuse_existing: when ``out_dir`` already holds a synthetic chest X-ray dataset, return it as it is (the demo
+            configs' ``initialize`` makes the data once and reuses it on later runs).
 
     Returns:
         summary dict: ``out_dir``, ``datalist``, ``counts`` per split, ``lesions_present``, ``lesions_named``.
@@ -320,6 +355,10 @@ def make_chest_xray_dataset(
     out_dir = os.path.abspath(os.fspath(out_dir))
     datalist: dict[str, list[dict]] = {}
     lesions_present = lesions_named = 0
+    if reuse_existing:
+        existing = read_existing_dataset(out_dir, "make_chest_xray_dataset")
+        if existing is not None:
+            return existing
     with staged_output_dir(out_dir, overwrite=overwrite) as staging:
         for split_index, (key, prefix) in enumerate(LVIT_SPLITS.items()):
             folder = f"{prefix}_Folder"
@@ -329,8 +368,10 @@ def make_chest_xray_dataset(
             for i in range(counts[key]):
                 rng = sample_rng(seed, split_index, i)
                 image, zone_map, present = render_chest_xray(rng, image_size, n_lesions=int(rng.integers(1, 5)))
-                named = sorted(rng.choice(present, size=int(rng.integers(1, len(present) + 1)), replace=False).tolist(),
-                               key=LUNG_ZONES.index)
+                named = sorted(
+                    rng.choice(present, size=int(rng.integers(1, len(present) + 1)), replace=False).tolist(),
+                    key=LUNG_ZONES.index,
+                )
                 if name_all_lesions:
                     named = present
                 report = compose_report(named, rng)
@@ -446,7 +487,13 @@ def make_rereported_split(
                 writer.writerows(rows)
             datalist[split], counts[split] = items, len(items)
         write_json(datalist, os.path.join(staging, "datalist.json"))
-        summary = {"generator": "make_rereported_split", "source": dataset_dir, "mode": mode, "counts": counts,
-                   "skipped": skipped, "seed": int(seed)}
+        summary = {
+            "generator": "make_rereported_split",
+            "source": dataset_dir,
+            "mode": mode,
+            "counts": counts,
+            "skipped": skipped,
+            "seed": int(seed),
+        }
         write_json(summary, os.path.join(staging, MARKER_FILE))
     return {**summary, "out_dir": out_dir}

@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from monai_ext.io import atomic_write
 from monai_ext.text.knowledge import KnowledgeBaseError, MedicalKnowledgeBase
-from monai_ext.utils.io import atomic_write
 
 __all__ = [
     "DEFAULT_PROMPT_TEMPLATE",
@@ -102,9 +102,11 @@ def load_local_generator(
     if not Path(model_path).is_dir():
         raise FileNotFoundError(f"Language model folder not found: {model_path}")
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_path, local_files_only=True, trust_remote_code=trust_remote_code
-    ).to(device).eval()
+    model = (
+        AutoModelForCausalLM.from_pretrained(model_path, local_files_only=True, trust_remote_code=trust_remote_code)
+        .to(device)
+        .eval()
+    )
 
     def generate(prompt: str) -> str:
         if getattr(tokenizer, "chat_template", None):

@@ -35,7 +35,8 @@ def ensure_flag(value: Any, name: str) -> bool:
         >>> ensure_flag("false", "use_em")
         Traceback (most recent call last):
         ...
-        TypeError: 'use_em' must be True or False, got the text 'false'. On the command line write --use_em False (capitalised): lower-case 'false' arrives as text, which Python counts as true.
+        TypeError: 'use_em' must be True or False, got the text 'false'. On the command line write --use_em False
+        (capitalised): lower-case 'false' arrives as text, which Python counts as true.
     """
     if isinstance(value, (bool, np.bool_)):
         return bool(value)

@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from ._common import (
+from .common import (
     MARKER_FILE,
     check_count,
     check_image_size,
@@ -50,8 +50,16 @@ MSCMRSEG_LABEL_MAP = {500: 1, 200: 2, 600: 3}
 # Tissue classes of the rendered anatomy and the CardiacDomain attribute giving each one's intensity.
 _BACKGROUND, _LV, _MYO, _RV, _TISSUE, _FAT, _LUNG, _LIVER, _PATCH, _PAPILLARY, _RV_WALL = range(11)
 _CLASS_INTENSITY = {
-    _LV: "blood", _MYO: "myocardium", _RV: "blood", _TISSUE: "tissue", _FAT: "fat", _LUNG: "lung", _LIVER: "liver",
-    _PATCH: "patch", _PAPILLARY: "myocardium", _RV_WALL: "myocardium",
+    _LV: "blood",
+    _MYO: "myocardium",
+    _RV: "blood",
+    _TISSUE: "tissue",
+    _FAT: "fat",
+    _LUNG: "lung",
+    _LIVER: "liver",
+    _PATCH: "patch",
+    _PAPILLARY: "myocardium",
+    _RV_WALL: "myocardium",
 }
 # Tissue classes making up each label.
 _LABEL_CLASSES = {"lv": (_LV, _PAPILLARY), "myocardium": (_MYO, _PATCH), "rv": (_RV,)}
@@ -86,18 +94,42 @@ class CardiacDomain:
 CARDIAC_DOMAINS = {
     "bssfp": CardiacDomain(
         description="balanced SSFP cine: bright blood, dark myocardium, bright fat, sharp",
-        blood=0.9, myocardium=0.22, tissue=0.35, fat=0.75, lung=0.04, liver=0.3, patch=0.22,
-        noise=0.025, bias=0.15, blur=0.6,
+        blood=0.9,
+        myocardium=0.22,
+        tissue=0.35,
+        fat=0.75,
+        lung=0.04,
+        liver=0.3,
+        patch=0.22,
+        noise=0.025,
+        bias=0.15,
+        blur=0.6,
     ),
     "lge": CardiacDomain(
         description="late gadolinium enhancement: greyer blood, nulled dark myocardium with bright scar, noisy",
-        blood=0.5, myocardium=0.08, tissue=0.25, fat=0.55, lung=0.03, liver=0.35, patch=0.85,
-        noise=0.05, bias=0.3, blur=0.8,
+        blood=0.5,
+        myocardium=0.08,
+        tissue=0.25,
+        fat=0.55,
+        lung=0.03,
+        liver=0.35,
+        patch=0.85,
+        noise=0.05,
+        bias=0.3,
+        blur=0.8,
     ),
     "t2": CardiacDomain(
         description="T2-weighted black blood: dark blood pool, grey myocardium with brighter oedema, blurred",
-        blood=0.12, myocardium=0.45, tissue=0.4, fat=0.7, lung=0.05, liver=0.3, patch=0.7,
-        noise=0.04, bias=0.25, blur=1.2,
+        blood=0.12,
+        myocardium=0.45,
+        tissue=0.4,
+        fat=0.7,
+        lung=0.05,
+        liver=0.3,
+        patch=0.7,
+        noise=0.04,
+        bias=0.25,
+        blur=1.2,
     ),
 }
 
@@ -124,8 +156,9 @@ def _slice_classes(yy: np.ndarray, xx: np.ndarray, anatomy: dict, position: floa
     if rv_scale > 0.05:
         direction = anatomy["rv_direction"]
         rv_centre = (cy + np.sin(direction) * epi_radius, cx + np.cos(direction) * epi_radius)
-        rv = ellipse_radius(yy, xx, *rv_centre, epi_radius * 0.8 * rv_scale, epi_radius * 1.4 * rv_scale,
-                            direction - np.pi / 2)
+        rv = ellipse_radius(
+            yy, xx, *rv_centre, epi_radius * 0.8 * rv_scale, epi_radius * 1.4 * rv_scale, direction - np.pi / 2
+        )
         classes[(rv < 1.12) & (epi >= 1.0)] = _RV_WALL
         classes[(rv < 1.0) & (epi >= 1.08)] = _RV
     classes[epi < 1.0] = _MYO
@@ -283,23 +316,36 @@ def make_cardiac_dataset(
             items = []
             for i in range(n_per_domain):
                 image, label = render_cardiac_volume(sample_rng(seed, domain_index, i), image_size, slices, domain)
-                item = {"image": f"images/subject_{i:03d}.nii.gz", "label": f"labels/subject_{i:03d}.nii.gz",
-                        "domain": name}
+                item = {
+                    "image": f"images/subject_{i:03d}.nii.gz",
+                    "label": f"labels/subject_{i:03d}.nii.gz",
+                    "domain": name,
+                }
                 _write_nifti(image, affine, os.path.join(staging, name, item["image"]))
                 _write_nifti(label, affine, os.path.join(staging, name, item["label"]))
                 items.append(item)
-            write_json({"training": items[:n_training], "test": items[n_training:]},
-                       os.path.join(staging, name, "datalist.json"))
+            write_json(
+                {"training": items[:n_training], "test": items[n_training:]},
+                os.path.join(staging, name, "datalist.json"),
+            )
             description[name] = {**asdict(domain), "n_training": n_training, "n_test": n_test}
         write_json(
-            {"domains": description, "labels": CARDIAC_LABELS,
-             "mscmrseg_label_map": {str(k): v for k, v in MSCMRSEG_LABEL_MAP.items()}},
+            {
+                "domains": description,
+                "labels": CARDIAC_LABELS,
+                "mscmrseg_label_map": {str(k): v for k, v in MSCMRSEG_LABEL_MAP.items()},
+            },
             os.path.join(staging, "domains.json"),
         )
         summary = {
             "generator": "make_cardiac_dataset",
-            "parameters": {"image_size": image_size, "slices": slices, "seed": int(seed), "spacing": list(spacing),
-                           "test_fraction": float(test_fraction)},
+            "parameters": {
+                "image_size": image_size,
+                "slices": slices,
+                "seed": int(seed),
+                "spacing": list(spacing),
+                "test_fraction": float(test_fraction),
+            },
             "counts": {name: {"training": n_training, "test": n_test} for name in names},
         }
         write_json(summary, os.path.join(staging, MARKER_FILE))

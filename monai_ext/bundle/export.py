@@ -1,7 +1,7 @@
 """TorchScript and ONNX export of a bundle's trained network with its image and tokenized-text inputs.
 
 The network is built from the bundle's ``configs/inference.json`` (plus extra configs and overrides) and its checkpoint
-is loaded safely (:func:`monai_ext.engines.predict.load_bundle_network`). The exported model takes positional inputs
+is loaded safely (:func:`monai_ext.bundle.parser.load_bundle_network`). The exported model takes positional inputs
 ``(image, *extra)`` where the extra inputs are the bundle's ``prepare_batch#extra_keys`` in order (TGC-Net:
 ``text_tokens [1, 77]`` int64 and ``knowledge_tokens [1, K, 77]`` int64, all-zero rows for missing knowledge) and
 returns the logits. Example text inputs are produced by the bundle's own text transforms (knowledge lookup and CLIP
@@ -29,7 +29,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from monai_ext.utils.io import atomic_write
+from monai_ext.bundle.parser import (
+    bundle_parser,
+    load_bundle_network,
+    network_input_keys,
+    resolve_config,
+    text_only_transforms,
+)
+from monai_ext.checkpoint import load_state_dict_checked
+from monai_ext.io import atomic_write
+from monai_ext.text.cache import TextEmbeddingCache
 
 __all__ = [
     "ExportWrapper",
@@ -66,8 +75,6 @@ class ExportWrapper(nn.Module):
 @contextmanager
 def disabled_text_caches(module: nn.Module) -> Iterator[None]:
     """Temporarily set every submodule's text-embedding ``cache`` to None (traced graphs must compute the text path)."""
-    from monai_ext.text.cache import TextEmbeddingCache
-
     saved = []
     for sub in module.modules():
         if isinstance(getattr(sub, "cache", None), TextEmbeddingCache):
@@ -95,12 +102,12 @@ def _mha_fastpath(enabled: bool) -> Iterator[None]:
         backends.set_fastpath_enabled(previous)
 
 
-def example_inputs(parser: Any, text: str | None = None, seed: int = 0, image_key: str = "image") -> dict[str, torch.Tensor]:
+def example_inputs(
+    parser: Any, text: str | None = None, seed: int = 0, image_key: str = "image"
+) -> dict[str, torch.Tensor]:
     """``{"image": [1, C, *spatial], <extra input>: [1, ...]}`` for a bundle: a random image of the metadata's input
-    shape (side ``image_size`` when the config has one) and the text inputs the bundle's preprocessing makes from ``text`` (default: the config's
-    ``default_prompt``)."""
-    from monai_ext.engines.predict import network_input_keys, text_only_transforms
-
+    shape (side ``image_size`` when the config has one) and the text inputs the bundle's preprocessing makes from
+    ``text`` (default: the config's ``default_prompt``)."""
     spec = parser.get(f"_meta_#network_data_format#inputs#{image_key}", None) or {}
     channels = int(spec.get("num_channels", 1))
     spatial = [int(s) for s in spec.get("spatial_shape", [224, 224])]
@@ -132,7 +139,7 @@ def _extra_files(parser: Any, names: Sequence[str], inputs: Mapping[str, torch.T
         ],
         "outputs": [{"name": "pred"}],
         "note": "traced: the first (batch) dimension is free, the others are fixed to these; token inputs come from "
-                "the bundle's text transforms",
+        "the bundle's text transforms",
     }
     meta = copy.deepcopy(parser.get("_meta_", {}) or {})
     # The metadata describes the bundle's default size; the export is traced at the configured one.
@@ -259,8 +266,6 @@ def export_bundle_model(
 
         export_bundle_model("bundles/tgcnet", "exported", checkpoint="bundles/tgcnet/models/model.pt")
     """
-    from monai_ext.engines.predict import bundle_parser, load_bundle_network
-
     formats = [formats] if isinstance(formats, str) else list(formats)
     unknown = [f for f in formats if f not in ("torchscript", "onnx")]
     if unknown or not formats:
@@ -291,8 +296,10 @@ def export_bundle_model(
             diff = max(float((out.float() - ref.float()).abs().max()) for out, ref in zip(outputs, references))
             result["max_abs_diff"][fmt] = diff
             if not diff <= atol:
-                raise RuntimeError(f"{fmt} export '{path}' differs from PyTorch by {diff:.3g} (> atol {atol}) on "
-                                   "the example or on a batch of 2.")
+                raise RuntimeError(
+                    f"{fmt} export '{path}' differs from PyTorch by {diff:.3g} (> atol {atol}) on "
+                    "the example or on a batch of 2."
+                )
     return result
 
 
@@ -316,11 +323,8 @@ def check_ckpt_export(
     """
     from monai.bundle import ckpt_export
 
-    from monai_ext.engines.predict import _resolve_config, bundle_parser
-    from monai_ext.utils.io import load_state_dict_checked
-
     bundle_dir = os.path.abspath(bundle_dir)
-    files = [_resolve_config(bundle_dir, name) for name in config_files]
+    files = [resolve_config(bundle_dir, name) for name in config_files]
     meta_file = os.path.join(bundle_dir, "configs", "metadata.json")
     parser = bundle_parser(bundle_dir, files[1:], base_config=files[0])
     spec = parser.get("_meta_#network_data_format#inputs#image", None) or {}

@@ -41,7 +41,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TINY_CLIP_NAME = "monai-textseg-tiny-clip"
-CLIP_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CLIP_CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
 # open_clip's default file name inside a Hugging Face hub repository when the pretrained cfg names none.
 _HF_DEFAULT_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _URL_CACHE_DIR = Path("~/.cache/clip")
@@ -191,7 +191,9 @@ def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, Mapping) or not checkpoint:
-        raise ClipCheckpointError(f"CLIP checkpoint {path} does not hold a state dict (found {type(checkpoint).__name__}).")
+        raise ClipCheckpointError(
+            f"CLIP checkpoint {path} does not hold a state dict (found {type(checkpoint).__name__})."
+        )
     non_tensors = [k for k, v in checkpoint.items() if not isinstance(v, torch.Tensor)]
     if non_tensors:
         raise ClipCheckpointError(

@@ -22,114 +22,21 @@ request without ``text``.
 bundles), optionally with a checkpoint and with config overrides written into ``inference.json`` / ``train.json``
 (MONAI Label reads only those two files, it cannot stack configs).
 
-Nothing here imports MONAI Label.
-"""
+Nothing here imports MONAI Label."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
-import torch
-from monai.config import KeysCollection
-from monai.data import MetaTensor
-from monai.inferers import SimpleInferer
-from monai.transforms import MapTransform
-
-__all__ = ["DefaultTextd", "TokensToMetad", "MetaInputInferer", "prepare_app_bundle"]
-
-
-class DefaultTextd(MapTransform):
-    """Fill a missing (or ``None``) text entry with a default prompt; an existing entry is left as it is.
-
-    An empty string is *not* replaced: it still fails in tokenization, as a report that was given but is empty.
-
-    Args:
-        keys: entries holding the text, usually ``"text"``.
-        default: the prompt used when the entry is missing, e.g. the bundle's ``default_prompt``.
-
-    Example::
-
-        DefaultTextd(keys="text", default="Pulmonary infection in the lungs.")({"image": "a.png"})["text"]
-    """
-
-    def __init__(self, keys: KeysCollection = "text", default: str = ""):
-        super().__init__(keys, allow_missing_keys=True)
-        if not isinstance(default, str) or not default.strip():
-            raise ValueError(f"default must be a non-empty string, got {default!r}.")
-        self.default = default
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.keys:
-            if d.get(key) is None:
-                d[key] = self.default
-        return d
-
-
-class TokensToMetad(MapTransform):
-    """Copy entries (e.g. ``text_tokens``, ``knowledge_tokens``) into ``data[image_key].meta`` under the same names.
-
-    Args:
-        keys: entries to copy; missing ones are skipped.
-        image_key: the ``MetaTensor`` that carries them.
-    """
-
-    def __init__(self, keys: KeysCollection = ("text_tokens", "knowledge_tokens"), image_key: str = "image"):
-        super().__init__(keys, allow_missing_keys=True)
-        self.image_key = image_key
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        image = d[self.image_key]
-        if not isinstance(image, MetaTensor):
-            image = MetaTensor(image)
-            d[self.image_key] = image
-        for key in self.key_iterator(d):
-            image.meta[key] = d[key]
-        return d
-
-
-class MetaInputInferer(SimpleInferer):
-    """``SimpleInferer`` that also passes extra network inputs found in the input's ``MetaTensor.meta``.
-
-    Keyword arguments given by the caller win; entries of ``meta_keys`` missing from both are not passed (the network's
-    default applies, e.g. TGC-Net's ``default_prompt``). A value without a batch dimension (``ndim`` below
-    ``expected_ndim``) gets one.
-
-    Args:
-        meta_keys: meta entries to pass, as ``{meta key: network keyword}``.
-        expected_ndim: ``{network keyword: ndim with batch}``; defaults to 2 for ``text_tokens`` ``[B, L]`` and 3 for
-            ``knowledge_tokens`` ``[B, K, L]``.
-    """
-
-    def __init__(
-        self,
-        meta_keys: Mapping[str, str] | Sequence[str] = ("text_tokens", "knowledge_tokens"),
-        expected_ndim: Mapping[str, int] | None = None,
-    ):
-        super().__init__()
-        self.meta_keys = dict(meta_keys) if isinstance(meta_keys, Mapping) else {k: k for k in meta_keys}
-        self.expected_ndim = dict(expected_ndim) if expected_ndim else {"text_tokens": 2, "knowledge_tokens": 3}
-
-    def __call__(self, inputs: torch.Tensor, network, *args: Any, **kwargs: Any):
-        if isinstance(inputs, MetaTensor):
-            for meta_key, arg in self.meta_keys.items():
-                if arg in kwargs or meta_key not in inputs.meta:
-                    continue
-                value = inputs.meta[meta_key]
-                value = torch.as_tensor(value.as_tensor() if isinstance(value, MetaTensor) else value)
-                ndim = self.expected_ndim.get(arg)
-                if ndim is not None and value.ndim == ndim - 1:
-                    value = value.unsqueeze(0)
-                kwargs[arg] = value.to(inputs.device)
-        return super().__call__(inputs, network, *args, **kwargs)
+__all__ = ["Overrides", "prepare_app_bundle"]
 
 
 _SKIP = ("runs", "eval", "predictions", "demo_data", "__pycache__")
+
 
 Overrides = Union[Mapping[str, Any], str, os.PathLike, Sequence[Union[Mapping[str, Any], str, os.PathLike]]]
 
@@ -207,11 +114,3 @@ def prepare_app_bundle(
         os.makedirs(os.path.join(target, "models"), exist_ok=True)
         shutil.copyfile(checkpoint, os.path.join(target, "models", "model.pt"))
     return target
-
-
-if __name__ == "__main__":
-    import fire
-
-    from monai_ext.utils.flags import checked_flags
-
-    fire.Fire({"prepare": checked_flags(prepare_app_bundle)})

@@ -1,22 +1,14 @@
-"""Resumable, reproducible training: a trainer checkpoint written atomically at the end of each epoch, loaded again at
-start when ``resume`` is on, and randomness that is a function of (seed, epoch).
+"""Resumable training: the trainer state written atomically at the end of each epoch and loaded again at start when
+``resume`` is on.
 
-Design:
-
-* :class:`TrainerCheckpoint` saves ``{"trainer": engine.state_dict(), <save_dict objects>, "rng": ...}`` to
-  ``<save_dir>/trainer.pt`` (atomically, replacing the previous one) every ``save_interval`` epochs, after the
-  validation handler of that epoch has run (attach it after ``ValidationHandler``). With ``resume=True`` and an
-  existing file it loads everything back at ``Events.STARTED`` (with ``weights_only=True``), so the trainer continues
-  at the next epoch; the model, optimizer (and scheduler, best-model saver, ... when listed in ``save_dict``) are
-  restored as they were at the end of the saved epoch.
-* :class:`EpochSeeder` re-seeds ``torch``/``numpy``/``random``, the random state of the data transforms
-  (``Compose.set_random_state``), the DataLoader's shuffle generator and a sampler's ``set_epoch`` at every
-  ``Events.EPOCH_STARTED`` from ``(seed, epoch)``. Replaying an interrupted epoch from its start therefore draws the
-  same batches and augmentations, and a run killed mid-epoch and resumed ends with the same weights as an
-  uninterrupted one (on CPU; GPU kernels may add non-determinism of their own).
-
-A run killed in the middle of epoch ``k`` loses the partial epoch: it restarts from the end of epoch ``k - 1``.
-"""
+:class:`TrainerCheckpoint` saves ``{"trainer": engine.state_dict(), <save_dict objects>, "rng": ...}`` to
+``<save_dir>/trainer.pt`` (atomically, replacing the previous one) every ``save_interval`` epochs, after the validation
+handler of that epoch has run (attach it after ``ValidationHandler``). With ``resume=True`` and an existing file it
+loads everything back at ``Events.STARTED`` (with ``weights_only=True``), so the trainer continues at the next epoch;
+the model, optimizer (and scheduler, best-model saver, ... when listed in ``save_dict``) are restored as they were at
+the end of the saved epoch. A run killed in the middle of epoch ``k`` loses the partial epoch: it restarts from the end
+of epoch ``k - 1``. Together with :class:`~monai_ext.handlers.EpochSeeder` the resumed run ends with the same weights as
+an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -30,19 +22,13 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from monai_ext.utils.flags import ensure_flag
-from monai_ext.utils.io import CheckpointError, atomic_save, safe_torch_load
+from monai_ext.checkpoint import CheckpointError, safe_torch_load
+from monai_ext.flags import ensure_flag
+from monai_ext.io import atomic_save
 
-__all__ = ["TrainerCheckpoint", "EpochSeeder", "epoch_seed"]
+__all__ = ["TrainerCheckpoint"]
 
 logger = logging.getLogger(__name__)
-
-_MAX_SEED = 2**31 - 1
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed used for ``epoch`` (1-based, as ignite counts) of a run seeded with ``seed``."""
-    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]) % _MAX_SEED
 
 
 def _rng_state() -> dict[str, Any]:
@@ -149,7 +135,9 @@ class TrainerCheckpoint:
             return
         checkpoint = safe_torch_load(self.path, map_location=self.map_location)
         if not isinstance(checkpoint, Mapping) or "trainer" not in checkpoint:
-            raise CheckpointError(f"Trainer checkpoint '{self.path}' has no 'trainer' entry: not written by TrainerCheckpoint.")
+            raise CheckpointError(
+                f"Trainer checkpoint '{self.path}' has no 'trainer' entry: not written by TrainerCheckpoint."
+            )
         missing = [key for key in self.save_dict if key not in checkpoint]
         if missing:
             raise CheckpointError(
@@ -169,8 +157,8 @@ class TrainerCheckpoint:
             scaler.load_state_dict(checkpoint["amp_scaler"])
         state = checkpoint["trainer"]
         max_epochs = engine.state.max_epochs  # the configured run length wins over the saved one
-        engine.state.epoch = int(state["epoch"]) if "epoch" in state else int(state["iteration"]) // int(
-            state["epoch_length"]
+        engine.state.epoch = (
+            int(state["epoch"]) if "epoch" in state else int(state["iteration"]) // int(state["epoch_length"])
         )
         engine.state.iteration = int(state["iteration"])
         engine.state.max_epochs = max_epochs
@@ -190,50 +178,3 @@ def _amp_scaler(engine: Engine):
     """The enabled ``GradScaler`` of a MONAI trainer with ``amp=True``, else None."""
     scaler = getattr(engine, "scaler", None)
     return scaler if scaler is not None and scaler.is_enabled() else None
-
-
-class EpochSeeder:
-    """Make every epoch's randomness a function of ``(seed, epoch)`` by re-seeding at ``Events.EPOCH_STARTED``.
-
-    Re-seeds ``torch``, ``numpy`` and ``random`` (``monai.utils.set_determinism``), the given transforms
-    (``set_random_state``, e.g. the training ``Compose``), and of the DataLoader its ``generator`` (shuffle order) and
-    its sampler's ``set_epoch`` when it has one (``DistributedSampler``).
-
-    Args:
-        seed: the run's seed; ``None`` disables the handler.
-        transforms: a transform or a list of transforms with ``set_random_state`` (a ``Compose``).
-        dataloader: the training DataLoader.
-
-    Example::
-
-        EpochSeeder(seed=0, transforms=train_compose, dataloader=train_loader).attach(trainer)
-    """
-
-    def __init__(self, seed: int | None, transforms: Any = None, dataloader: Any = None):
-        self.seed = seed
-        if transforms is None:
-            transforms = []
-        self.transforms = list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]
-        self.dataloader = dataloader
-
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        if self.seed is None:
-            return
-        from monai.utils import set_determinism
-
-        epoch = engine.state.epoch
-        seed = epoch_seed(self.seed, epoch)
-        set_determinism(seed=seed)
-        for i, transform in enumerate(self.transforms):
-            transform.set_random_state(seed=(seed + 7919 * (i + 1)) % _MAX_SEED)
-        loader = self.dataloader
-        if loader is not None:
-            generator = getattr(loader, "generator", None)
-            if isinstance(generator, torch.Generator):
-                generator.manual_seed(seed)
-            sampler = getattr(loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)

@@ -1,0 +1,56 @@
+"""Applications built on the bundles: prediction with your own report, the domain-generalisation experiment and
+medical-knowledge generation with a local language model."""
+
+from .domain_generalization import (
+    CARDIAC_REGIONS,
+    FUNDUS_REGIONS,
+    LABEL_MAPS,
+    VARIANTS,
+    format_dg_table,
+    run_domain_generalization,
+)
+from .knowledge_generation import (
+    DEFAULT_PROMPT_TEMPLATE,
+    build_prompt,
+    generate_knowledge,
+    load_local_generator,
+    load_term_list,
+    parse_answer,
+)
+from .predict import (
+    IMAGE_COLUMNS,
+    TEXT_COLUMNS,
+    BundlePredictor,
+    PredictionResult,
+    PredictionSummary,
+    describe_inputs,
+    input_format,
+    output_paths,
+    predict_csv,
+    read_prediction_csv,
+)
+
+__all__ = [
+    "build_prompt",
+    "BundlePredictor",
+    "CARDIAC_REGIONS",
+    "DEFAULT_PROMPT_TEMPLATE",
+    "describe_inputs",
+    "format_dg_table",
+    "FUNDUS_REGIONS",
+    "generate_knowledge",
+    "IMAGE_COLUMNS",
+    "input_format",
+    "LABEL_MAPS",
+    "load_local_generator",
+    "load_term_list",
+    "output_paths",
+    "parse_answer",
+    "predict_csv",
+    "PredictionResult",
+    "PredictionSummary",
+    "read_prediction_csv",
+    "run_domain_generalization",
+    "TEXT_COLUMNS",
+    "VARIANTS",
+]

@@ -1,0 +1,281 @@
+"""Single-source domain generalisation (DG) for the VLSA-Net bundle: train on one domain, evaluate on unseen ones.
+
+Pieces, all used by ``scripts/evaluate_dg.py`` and the bundle configs:
+
+* :func:`training_records` / :func:`evaluation_records`: the train/validation/test records of one domain's datalist
+  (validation is carved out of the source domain's training list; target domains are never seen before testing).
+* :func:`prepare_fundus_domains`, :func:`prepare_cardiac_domains`, :func:`make_demo_data`: one decathlon-style datalist
+  per domain from synthetic demo data or real benchmark folder layouts (cardiac volumes are sliced to 2D NIfTI).
+* :class:`RegionReportWriter`: an evaluator handler reporting Dice/IoU/HD95/NSD per *region*, a region being a set of
+  label values (fundus: optic disc = labels {1, 2}, optic cup = {2}).
+* :func:`run_domain_generalization`: trains each variant (full / no_em / no_text / no_alignment / no_em_no_text) with
+  the bundle's own configs through :class:`monai.bundle.ConfigWorkflow`, evaluates every target domain with
+  ``evaluate.json`` and writes ``dg_results.md``/``dg_results.csv``/``dg_results.json`` atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from monai_ext.bundle.runner import run_bundle
+from monai_ext.io import atomic_write_json, atomic_write_text
+
+__all__ = [
+    "VARIANTS",
+    "FUNDUS_REGIONS",
+    "CARDIAC_REGIONS",
+    "LABEL_MAPS",
+    "format_dg_table",
+    "run_domain_generalization",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# Ablation variants: config overrides of bundles/vlsanet/configs/train.json.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no_em": {"use_em": False},
+    "no_text": {"use_text": False},
+    "no_alignment": {"alignment_weight": 0.0},
+    "no_em_no_text": {"use_em": False, "use_text": False},
+}
+
+
+# Evaluated regions: name -> label values that make it up.
+FUNDUS_REGIONS = {"optic disc": [1, 2], "optic cup": [2]}
+
+
+CARDIAC_REGIONS = {"LV": [1], "MYO": [2], "RV": [3]}
+
+
+# Label values in the files -> labels used by the bundle.
+LABEL_MAPS = {
+    "index": ([], []),  # already 0 background, 1 disc rim / LV, 2 cup / MYO, 3 RV
+    "refuge": ([255, 128, 0], [0, 1, 2]),  # REFUGE / DoFE / RIGA+ style: 255 background, 128 disc rim, 0 cup
+    "mscmrseg": ([500, 200, 600], [1, 2, 3]),  # MS-CMRSeg 2019: 500 LV, 200 MYO, 600 RV
+}
+
+
+# --------------------------------------------------------------------------------------------------------- tables
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _result_rows(results: Mapping[str, Mapping[str, Mapping[str, Any]]], regions: Sequence[str]) -> list[dict]:
+    """Flat rows: one per (variant, target domain) and one ``mean`` row per variant (mean over target domains)."""
+    rows = []
+    for variant, per_domain in results.items():
+        domain_rows = []
+        for domain, report in per_domain.items():
+            row = {"variant": variant, "target_domain": domain, "num_images": report["num_images"]}
+            for region in regions:
+                metrics = report["regions"][region]["per_image_mean"]
+                row[f"{region} Dice"] = None if metrics["dice"] is None else 100.0 * metrics["dice"]
+                row[f"{region} HD95"] = metrics["hd95"]
+            mean = report["mean_over_regions"]["per_image_mean"]
+            row["mean Dice"] = None if mean["dice"] is None else 100.0 * mean["dice"]
+            row["mean HD95"] = mean["hd95"]
+            domain_rows.append(row)
+        rows += domain_rows
+        mean_row = {
+            "variant": variant,
+            "target_domain": "mean",
+            "num_images": sum(r["num_images"] for r in domain_rows),
+        }
+        for key in domain_rows[0]:
+            if key.endswith("Dice") or key.endswith("HD95"):
+                values = [r[key] for r in domain_rows if r[key] is not None]
+                mean_row[key] = float(np.mean(values)) if values else None
+        rows.append(mean_row)
+    return rows
+
+
+def format_dg_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table of :func:`_result_rows`: Dice in %, HD95 in pixels."""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    for row in rows:
+        cells = []
+        for c in columns:
+            value = row[c]
+            cells.append(_fmt(value) if isinstance(value, float) or value is None else str(value))
+            if row["target_domain"] == "mean" and c not in ("variant", "num_images"):
+                cells[-1] = f"**{cells[-1]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------- DG workflow
+def _run_workflow(config_files: Sequence[str], workflow_type: str, overrides: Mapping[str, Any]) -> None:
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(config_file=list(config_files), workflow_type=workflow_type, **dict(overrides))
+    workflow.initialize()
+    try:
+        workflow.run()
+    finally:
+        workflow.finalize()
+
+
+def _run_subprocess(bundle_dir: str, config_files: Sequence[str], overrides: Mapping[str, Any]) -> None:
+    run_bundle(bundle_dir, [os.path.basename(f) for f in config_files], overrides)
+
+
+def run_domain_generalization(
+    bundle_dir: str,
+    domains: Mapping[str, Mapping[str, str]],
+    source: str,
+    output_dir: str,
+    targets: Sequence[str] | None = None,
+    variants: Sequence[str] = ("full",),
+    configs: Sequence[str] = ("train.json",),
+    overrides: Mapping[str, Any] | None = None,
+    target_key: str = "all",
+    regions: Mapping[str, Sequence[int]] | None = None,
+    subprocess: bool = False,
+    task_info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train every variant on ``source`` and evaluate it on each target domain with the bundle's configs.
+
+    Args:
+        bundle_dir: the VLSA-Net bundle folder.
+        domains: ``{domain: {"datalist", "base_dir"}}`` (see :func:`prepare_fundus_domains`).
+        source: the training domain; its datalist's training list is split into training and validation.
+        output_dir: ``<variant>/models``, ``<variant>/runs``, ``<variant>/eval/<target>/report.json`` and the tables
+            ``dg_results.md``, ``dg_results.csv``, ``dg_results.json``.
+        targets: unseen domains to test on (default: every other domain).
+        variants: names from :data:`VARIANTS`, each trained with the same budget.
+        configs: bundle config files (names in ``bundle_dir/configs``) before ``evaluate.json``.
+        overrides: config overrides for every run (epochs, image size, ...).
+        target_key: datalist key of the target images to test on (``"all"``: the whole domain).
+        regions: evaluated regions (default: the bundle's ``eval_regions``).
+        subprocess: run each step as ``python -m monai.bundle run`` in a subprocess instead of in-process.
+        task_info: extra entries for ``dg_results.json`` (the command line, data description).
+
+    Returns:
+        ``{"rows": [...], "markdown": str, "paths": {...}}``.
+    """
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"Unknown variant(s) {unknown or variants}; choose from {list(VARIANTS)}.")
+    if source not in domains:
+        raise ValueError(f"Source domain {source!r} not among the prepared domains {list(domains)}.")
+    targets = [d for d in domains if d != source] if targets is None else list(targets)
+    bad = [t for t in targets if t not in domains or t == source]
+    if bad or not targets:
+        raise ValueError(f"Target domains {bad or targets} must be prepared domains other than the source {source!r}.")
+    output_dir = os.path.abspath(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    config_dir = os.path.join(os.path.abspath(bundle_dir), "configs")
+    train_files = [os.path.join(config_dir, c) for c in configs]
+    eval_files = train_files + [os.path.join(config_dir, "evaluate.json")]
+    common = {"bundle_root": os.path.abspath(bundle_dir), **dict(overrides or {})}
+    if regions is not None:
+        common["eval_regions"] = {k: list(v) for k, v in regions.items()}
+    started = time.time()
+    results: dict[str, dict[str, Any]] = {}
+    steps_total, step = len(variants) * (1 + len(targets)), 0
+
+    def progress(message: str) -> None:
+        elapsed = time.time() - started
+        print(f"[DG {step}/{steps_total} | {elapsed / 60:.1f} min] {message}", flush=True)
+
+    for variant in variants:
+        variant_dir = os.path.join(output_dir, variant)
+        run_overrides = {
+            **common,
+            **VARIANTS[variant],
+            "ckpt_dir": os.path.join(variant_dir, "models"),
+            "log_dir": os.path.join(variant_dir, "runs"),
+        }
+        step += 1
+        progress(f"variant '{variant}' {VARIANTS[variant] or '(all parts on)'}: training on source domain '{source}'")
+        train_overrides = {
+            **run_overrides,
+            "datalist_file": domains[source]["datalist"],
+            "data_base_dir": domains[source]["base_dir"],
+            "output_dir": os.path.join(variant_dir, "eval", source),
+        }
+        if subprocess:
+            _run_subprocess(bundle_dir, train_files, train_overrides)
+        else:
+            _run_workflow(train_files, "train", train_overrides)
+        results[variant] = {}
+        for target in targets:
+            step += 1
+            progress(f"variant '{variant}': evaluating on unseen domain '{target}'")
+            eval_dir = os.path.join(variant_dir, "eval", target)
+            eval_overrides = {
+                **run_overrides,
+                "datalist_file": domains[target]["datalist"],
+                "data_base_dir": domains[target]["base_dir"],
+                "test_key": target_key,
+                "output_dir": eval_dir,
+            }
+            if subprocess:
+                _run_subprocess(bundle_dir, eval_files, eval_overrides)
+            else:
+                _run_workflow(eval_files, "eval", eval_overrides)
+            with open(os.path.join(eval_dir, "report.json"), encoding="utf-8") as f:
+                results[variant][target] = json.load(f)
+            mean = results[variant][target]["mean_over_regions"]["per_image_mean"]
+            progress(
+                f"variant '{variant}' on '{target}': mean Dice {_fmt(100 * (mean['dice'] or float('nan')))}%, "
+                f"mean HD95 {_fmt(mean['hd95'])}"
+            )
+
+    first_report = next(iter(next(iter(results.values())).values()))
+    region_names = first_report.get("region_names") or list(first_report["regions"])
+    rows = _result_rows(results, region_names)
+    table = format_dg_table(rows)
+    minutes = (time.time() - started) / 60
+    header = (
+        f"# Single-source domain generalisation: trained on '{source}', tested on {', '.join(targets)}\n\n"
+        f"Dice: per-image mean over the target domain's images (%); HD95: per-image mean in the images' own units, "
+        f"millimetres for NIfTI/DICOM, pixels of the original image for PNG/JPEG (images where prediction or label is "
+        f"empty are left out of HD95). `mean` rows average the target domains. Total time {minutes:.1f} min.\n\n"
+    )
+    paths = {
+        "markdown": os.path.join(output_dir, "dg_results.md"),
+        "csv": os.path.join(output_dir, "dg_results.csv"),
+        "json": os.path.join(output_dir, "dg_results.json"),
+    }
+    atomic_write_text(paths["markdown"], header + table, overwrite=True)
+    atomic_write_text(paths["csv"], _rows_to_csv(rows), overwrite=True)
+    atomic_write_json(
+        paths["json"],
+        {
+            "source": source,
+            "targets": targets,
+            "variants": {v: VARIANTS[v] for v in variants},
+            "target_key": target_key,
+            "overrides": {k: v for k, v in common.items() if k != "bundle_root"},
+            "configs": list(configs),
+            "minutes": minutes,
+            "rows": rows,
+            "reports": results,
+            **dict(task_info or {}),
+        },
+        overwrite=True,
+    )
+    print(header + table, flush=True)
+    return {"rows": rows, "markdown": table, "paths": paths}

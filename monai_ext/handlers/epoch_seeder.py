@@ -1,0 +1,74 @@
+"""Randomness that is a function of (seed, epoch), so that a replayed epoch draws the same batches.
+
+:class:`EpochSeeder` re-seeds ``torch``/``numpy``/``random``, the random state of the data transforms
+(``Compose.set_random_state``), the DataLoader's shuffle generator and a sampler's ``set_epoch`` at every
+``Events.EPOCH_STARTED`` from ``(seed, epoch)``. Replaying an interrupted epoch from its start therefore draws the same
+batches and augmentations (on CPU; GPU kernels may add non-determinism of their own)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+__all__ = ["epoch_seed", "EpochSeeder"]
+
+logger = logging.getLogger(__name__)
+
+
+_MAX_SEED = 2**31 - 1
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed used for ``epoch`` (1-based, as ignite counts) of a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]) % _MAX_SEED
+
+
+class EpochSeeder:
+    """Make every epoch's randomness a function of ``(seed, epoch)`` by re-seeding at ``Events.EPOCH_STARTED``.
+
+    Re-seeds ``torch``, ``numpy`` and ``random`` (``monai.utils.set_determinism``), the given transforms
+    (``set_random_state``, e.g. the training ``Compose``), and of the DataLoader its ``generator`` (shuffle order) and
+    its sampler's ``set_epoch`` when it has one (``DistributedSampler``).
+
+    Args:
+        seed: the run's seed; ``None`` disables the handler.
+        transforms: a transform or a list of transforms with ``set_random_state`` (a ``Compose``).
+        dataloader: the training DataLoader.
+
+    Example::
+
+        EpochSeeder(seed=0, transforms=train_compose, dataloader=train_loader).attach(trainer)
+    """
+
+    def __init__(self, seed: int | None, transforms: Any = None, dataloader: Any = None):
+        self.seed = seed
+        if transforms is None:
+            transforms = []
+        self.transforms = list(transforms) if isinstance(transforms, (list, tuple)) else [transforms]
+        self.dataloader = dataloader
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if self.seed is None:
+            return
+        from monai.utils import set_determinism
+
+        epoch = engine.state.epoch
+        seed = epoch_seed(self.seed, epoch)
+        set_determinism(seed=seed)
+        for i, transform in enumerate(self.transforms):
+            transform.set_random_state(seed=(seed + 7919 * (i + 1)) % _MAX_SEED)
+        loader = self.dataloader
+        if loader is not None:
+            generator = getattr(loader, "generator", None)
+            if isinstance(generator, torch.Generator):
+                generator.manual_seed(seed)
+            sampler = getattr(loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
