@@ -12,7 +12,7 @@ import logging
 import os
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -25,6 +25,7 @@ __all__ = [
     "extract_state_dict",
     "load_state_dict_checked",
     "safe_torch_load",
+    "strip_wrapper_prefix",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,9 +108,9 @@ def safe_torch_load(path: PathLike, map_location: str | torch.device | None = "c
         raise CheckpointError(_describe_unpickling_error(path, e)) from e
     except PermissionError:
         raise
-    except (RuntimeError, EOFError, KeyError, UnicodeDecodeError, OSError) as e:
+    except (RuntimeError, EOFError, KeyError, IndexError, UnicodeDecodeError, OSError) as e:
         # Truncated zip archives raise RuntimeError (miniz) or OSError (newer torch), short legacy files EOFError, text
-        # files KeyError.
+        # files KeyError or IndexError (the unpickler's mark stack).
         raise CheckpointError(
             f"Checkpoint '{path}' is corrupt or truncated, or not a torch.save file ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else 'no detail'}). Re-download or re-save it."
@@ -150,11 +151,18 @@ def _checkpoint_network_name(checkpoint: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _strip_prefix(state_dict: dict[str, torch.Tensor], expected: set[str], prefix: str) -> dict[str, torch.Tensor]:
-    """Remove a wrapper prefix (DistributedDataParallel's ``module.``) the target module does not have."""
-    if state_dict and all(k.startswith(prefix) for k in state_dict) and not any(k.startswith(prefix) for k in expected):
+def strip_wrapper_prefix(
+    state_dict: Mapping[str, torch.Tensor], expected_keys: Collection[str] = (), prefix: str = "module."
+) -> dict[str, torch.Tensor]:
+    """Remove a wrapper prefix (``module.`` of DataParallel/DistributedDataParallel) carried by every key, unless the
+    target's own keys (``expected_keys``) have it too."""
+    if (
+        state_dict
+        and all(k.startswith(prefix) for k in state_dict)
+        and not any(k.startswith(prefix) for k in expected_keys)
+    ):
         return {k[len(prefix) :]: v for k, v in state_dict.items()}
-    return state_dict
+    return dict(state_dict)
 
 
 def _examples(keys: list[str], limit: int = 5) -> str:
@@ -172,6 +180,7 @@ def load_state_dict_checked(
     strict: bool = True,
     expected_network: str | None = None,
     missing_hint: str = "",
+    source: str | None = None,
 ):
     """Load weights into ``module`` with an error that says what does not fit.
 
@@ -181,6 +190,9 @@ def load_state_dict_checked(
     a different name is reported as such. Tensor shape mismatches are always errors; with ``strict`` missing and
     unexpected keys are too (counts and examples in the message, plus the top-level submodules of checkpoint and
     network when they share none: the checkpoint belongs to another architecture).
+
+    Args:
+        source: how messages name the weights (default: ``Checkpoint '<path>'``, or ``state dict`` for a mapping).
 
     Returns:
         ``torch.nn.modules.module._IncompatibleKeys`` (``missing_keys``, ``unexpected_keys``) as ``load_state_dict``.
@@ -192,11 +204,11 @@ def load_state_dict_checked(
 
         load_state_dict_checked(net, "models/model.pt", expected_network="TGCNet")
     """
-    source = "state dict"
     if isinstance(state_dict_or_path, (str, os.PathLike)):
-        source = f"Checkpoint '{os.fspath(state_dict_or_path)}'"
+        source = source or f"Checkpoint '{os.fspath(state_dict_or_path)}'"
         checkpoint = safe_torch_load(state_dict_or_path, missing_hint=missing_hint)
     else:
+        source = source or "state dict"
         checkpoint = state_dict_or_path
     state_dict = extract_state_dict(checkpoint, source=source)
     network_name = expected_network or type(module).__name__
@@ -207,7 +219,7 @@ def load_state_dict_checked(
         )
 
     target = module.state_dict()
-    state_dict = _strip_prefix(state_dict, set(target), "module.")
+    state_dict = strip_wrapper_prefix(state_dict, target)
     missing = [k for k in target if k not in state_dict]
     unexpected = [k for k in state_dict if k not in target]
     mismatched = [

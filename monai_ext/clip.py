@@ -19,13 +19,21 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
-from collections.abc import Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import open_clip
 import torch
+
+from monai_ext.checkpoint import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    extract_state_dict,
+    load_state_dict_checked,
+    safe_torch_load,
+    strip_wrapper_prefix,
+)
 
 __all__ = [
     "TINY_CLIP_NAME",
@@ -51,8 +59,8 @@ class PretrainedWeightsNotFoundError(FileNotFoundError):
     """Pretrained CLIP weights for a model/tag pair are not in any local cache (nothing is downloaded)."""
 
 
-class ClipCheckpointError(ValueError):
-    """A CLIP weights file exists but is not a state dict, or does not fit the requested architecture."""
+# CLIP weights fail like any checkpoint: unreadable, not a state dict, or made for another architecture.
+ClipCheckpointError = CheckpointError
 
 
 def register_local_clip_configs() -> None:
@@ -158,50 +166,42 @@ def _is_torchscript_archive(path: Path) -> bool:
         return any(name.split("/", 2)[1:2] == ["constants.pkl"] for name in archive.namelist())
 
 
-def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a CLIP state dict from ``.safetensors``, a ``torch.save`` file (``weights_only=True``) or an OpenAI
-    TorchScript archive (the ``ViT-B-16.pt`` that OpenAI's ``clip`` package downloads).
-
-    Accepts a bare state dict, ``{"state_dict": ...}`` and DataParallel ``module.`` prefixes. A TorchScript archive is
-    opened with ``torch.jit.load`` (no Python pickle runs; its code is never called) and only its tensors are kept.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ClipCheckpointError: the file cannot be read safely or holds something other than a tensor mapping.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"CLIP checkpoint file not found: {path}")
+def _read_without_pickle(path: Path, source: str) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file or of an OpenAI TorchScript archive (float32, settings dropped)."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            checkpoint = load_file(str(path), device="cpu")
-        elif _is_torchscript_archive(path):
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
-            checkpoint = {k: v.float() for k, v in state.items() if k not in _OPENAI_JIT_SETTINGS}
-        else:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch's safe unpickler raises many types (IndexError, UnpicklingError, ...) on junk
-        raise ClipCheckpointError(
-            f"Cannot read CLIP checkpoint {path} as a state dict ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
-            "Pickled nn.Module objects are not accepted (loading them would run arbitrary code): re-save the weights "
-            "with torch.save(model.state_dict(), path) or as .safetensors."
-        ) from err
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("state_dict"), Mapping):
-        checkpoint = checkpoint["state_dict"]
-    if not isinstance(checkpoint, Mapping) or not checkpoint:
-        raise ClipCheckpointError(
-            f"CLIP checkpoint {path} does not hold a state dict (found {type(checkpoint).__name__})."
-        )
-    non_tensors = [k for k, v in checkpoint.items() if not isinstance(v, torch.Tensor)]
-    if non_tensors:
-        raise ClipCheckpointError(
-            f"CLIP checkpoint {path} is not a state dict: entries {non_tensors[:5]} are not tensors."
-        )
-    if all(str(k).startswith("module.") for k in checkpoint):
-        checkpoint = {k[len("module.") :]: v for k, v in checkpoint.items()}
-    return dict(checkpoint)
+            return load_file(str(path), device="cpu")
+        state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        return {k: v.float() for k, v in state.items() if k not in _OPENAI_JIT_SETTINGS}
+    except Exception as err:  # safetensors and TorchScript raise various types on corrupt files
+        detail = str(err).splitlines()[0][:200] if str(err) else "no detail"
+        raise CheckpointError(f"Cannot read {source} ({type(err).__name__}: {detail}).") from err
+
+
+def load_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a CLIP state dict from ``.safetensors``, a ``torch.save`` file (read with
+    :func:`monai_ext.checkpoint.safe_torch_load`) or an OpenAI TorchScript archive (the ``ViT-B-16.pt`` that OpenAI's
+    ``clip`` package downloads).
+
+    Accepts a bare state dict, a checkpoint dict holding one (``{"state_dict": ...}``, see
+    :func:`monai_ext.checkpoint.extract_state_dict`) and DataParallel ``module.`` prefixes. A TorchScript archive is
+    opened with ``torch.jit.load`` (no Python pickle runs; its code is never called) and only its tensors are kept.
+
+    Raises:
+        CheckpointNotFoundError: the file does not exist (a ``FileNotFoundError``).
+        CheckpointError: the file cannot be read safely or holds no state dict.
+    """
+    path = Path(path).expanduser()
+    source = f"CLIP checkpoint '{path}'"
+    if not path.exists():
+        raise CheckpointNotFoundError(path)
+    if path.suffix == ".safetensors" or _is_torchscript_archive(path):
+        checkpoint = _read_without_pickle(path, source)
+    else:
+        checkpoint = safe_torch_load(path)
+    return strip_wrapper_prefix(extract_state_dict(checkpoint, source=source))
 
 
 def _load_weights(model: torch.nn.Module, path: Path, model_name: str) -> None:
@@ -216,23 +216,10 @@ def _load_weights(model: torch.nn.Module, path: Path, model_name: str) -> None:
     # Buffers the model does not save (open_clip's attn_mask) may be in files written by tracing; they carry nothing.
     for key in set(dict(model.named_buffers())) - set(expected):
         state_dict.pop(key, None)
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    if not missing and not unexpected:
+    if set(state_dict) == set(expected):  # resizing is for the right architecture at another resolution only
         open_clip.model.resize_pos_embed(state_dict, model)
         open_clip.model.resize_text_pos_embed(state_dict, model)
-    wrong_shape = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong_shape:
-        raise ClipCheckpointError(
-            f"CLIP checkpoint {path} does not fit the open_clip architecture {model_name!r}: "
-            f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}, "
-            f"{len(wrong_shape)} shape mismatches {wrong_shape[:3]}. Check that model_name matches the weights."
-        )
-    model.load_state_dict(state_dict, strict=True)
+    load_state_dict_checked(model, state_dict, expected_network=model_name, source=f"CLIP checkpoint '{path}'")
 
 
 @contextmanager
@@ -272,7 +259,7 @@ def create_clip(
 
     Raises:
         PretrainedWeightsNotFoundError: ``pretrained`` weights are not cached locally.
-        FileNotFoundError / ClipCheckpointError: ``checkpoint`` is missing, unreadable or does not fit ``model_name``.
+        FileNotFoundError / CheckpointError: ``checkpoint`` is missing, unreadable or does not fit ``model_name``.
 
     Example::
 
@@ -285,8 +272,8 @@ def create_clip(
     quick_gelu = False
     if checkpoint is not None:
         weights_path = Path(checkpoint).expanduser()
-        if not weights_path.is_file():
-            raise FileNotFoundError(f"CLIP checkpoint file not found: {weights_path} (model {model_name!r}).")
+        if not weights_path.exists():  # before building the model
+            raise CheckpointNotFoundError(weights_path, hint=f"It was given as the weights of CLIP {model_name!r}.")
     elif pretrained is not None:
         weights_path, looked = find_pretrained_weights(model_name, pretrained, cache_dir)
         if weights_path is None:

@@ -1,20 +1,22 @@
 """On/off switches given on the command line.
 
 ``python -m monai.bundle run ... --use_em false`` passes the *text* ``'false'`` (``fire`` reads only ``False`` as a
-bool), and any non-empty text is true in Python: the switch would stay on without a word. Everything in ``monai_ext``
-that takes a switch from a config runs it through :func:`ensure_flag`, which refuses text.
+bool), and any non-empty text is true in Python: the switch would stay on without a word. Switches are therefore
+checked once, where they enter: the scripts' entry points are wrapped in :func:`checked_flags`, and every bundle config
+starts its ``initialize`` with :func:`check_flags` of all the switches it reads. The networks, transforms and handlers
+behind them take the values as given.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["checked_flags", "ensure_flag"]
+__all__ = ["check_flags", "checked_flags", "ensure_flag"]
 
 
 def ensure_flag(value: Any, name: str) -> bool:
@@ -51,6 +53,32 @@ def ensure_flag(value: Any, name: str) -> bool:
             )
         raise TypeError(message)
     raise TypeError(f"'{name}' must be True or False, got {value!r} ({type(value).__name__}).")
+
+
+def check_flags(flags: Mapping[str, Any], also_allowed: Mapping[str, Collection[Any]] | None = None) -> None:
+    """Refuse, before a bundle run reads any of them, the switches of its config that are not True or False.
+
+    A bundle config calls it first in its ``initialize``, listing every switch the config and its overlays read
+    (``python -m monai.bundle run`` and :class:`monai.bundle.ConfigWorkflow` run ``initialize`` before building
+    anything else). MONAI Label's ``BundleInferTask`` does not run ``initialize``; it needs no check, as its switches
+    come from the JSON booleans of the config files.
+
+    Args:
+        flags: ``{config id: value}`` of the switches.
+        also_allowed: values beside True and False that a switch may take, e.g. ``{"freeze_clip": ["partial"]}``.
+
+    Raises:
+        TypeError: the message of :func:`ensure_flag` for the first switch that is text or another non-boolean.
+
+    Example (a config)::
+
+        "flag_check": {"_target_": "monai_ext.flags.check_flags", "flags": {"amp": "@amp", "use_em": "@use_em"}},
+        "initialize": ["@flag_check", "$monai.utils.set_determinism(seed=@seed)"]
+    """
+    also_allowed = also_allowed or {}
+    for name, value in flags.items():
+        if value not in also_allowed.get(name, ()):
+            ensure_flag(value, name)
 
 
 def _is_flag_annotation(annotation: Any) -> bool:

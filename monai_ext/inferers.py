@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 from monai.data import MetaTensor
-from monai.inferers import SimpleInferer
+from monai.inferers import SimpleInferer, SliceInferer
 
-__all__ = ["MetaInputInferer"]
+__all__ = ["MetaInputInferer", "TextSliceInferer"]
 
 
 class MetaInputInferer(SimpleInferer):
@@ -46,3 +46,31 @@ class MetaInputInferer(SimpleInferer):
                     value = value.unsqueeze(0)
                 kwargs[arg] = value.to(inputs.device)
         return super().__call__(inputs, network, *args, **kwargs)
+
+
+class TextSliceInferer(SliceInferer):
+    """MONAI's ``SliceInferer`` (a 2D network over the slices of a volume) that also hands the network its other
+    inputs, such as the report's ``text_tokens``, on every slice batch.
+
+    MONAI 1.6's ``SliceInferer`` passes only ``condition`` on to the network and drops other arguments without a word,
+    so a text-guided network would segment every slice with its default prompt. Inputs without a slice dimension
+    (tokens ``[B, L]``) are passed as they are; the networks repeat a batch of one over the slices.
+
+    Inputs: ``inputs [B, C, H, W, D]``, ``network``, then the network's extra inputs as keyword arguments.
+    Output: the network's output stacked back along the sliced axis, ``[B, C_out, H, W, D]``.
+
+    Example::
+
+        inferer = TextSliceInferer(roi_size=(-1, -1), spatial_dim=2, sw_batch_size=4)
+        logits = inferer(volume, tgcnet, text_tokens=tokens)
+    """
+
+    def __call__(self, inputs: torch.Tensor, network, *args: Any, **kwargs: Any):
+        condition = kwargs.pop("condition", None)
+
+        def with_inputs(slices: torch.Tensor, *slice_args: Any, **slice_kwargs: Any):
+            return network(slices, *slice_args, *args, **slice_kwargs, **kwargs)
+
+        if condition is None:
+            return super().__call__(inputs, with_inputs)
+        return super().__call__(inputs, with_inputs, condition=condition)

@@ -22,6 +22,7 @@ import torch
 __all__ = [
     "PathOutsideRootError",
     "atomic_write",
+    "atomic_write_path",
     "fsync_directory",
     "atomic_save",
     "atomic_write_text",
@@ -79,32 +80,22 @@ def _exists_error(path: str) -> FileExistsError:
 
 
 @contextmanager
-def atomic_write(
-    path: PathLike, mode: str = "wb", overwrite: bool = False, encoding: str | None = None
-) -> Iterator[IO[Any]]:
-    """Open ``path`` for writing so that it appears complete or not at all.
+def atomic_write_path(path: PathLike, overwrite: bool = False, suffix: str = "") -> Iterator[str]:
+    """A temporary file path to write ``path`` through, for writers that take a file name rather than a file object.
 
-    Writes go to a hidden temporary file in the same folder (same filesystem, so the final move is atomic); when the
-    ``with`` block ends without error the data are flushed and fsynced and the file is moved onto ``path``. If the block
-    raises, the temporary file is removed and an existing ``path`` is left untouched. Missing parent folders are created.
-
-    Args:
-        path: destination file.
-        mode: ``"wb"`` (binary) or ``"w"``/``"wt"`` (text).
-        overwrite: replace an existing ``path``; otherwise ``FileExistsError`` (before anything is written).
-        encoding: text encoding for text modes (default UTF-8, independent of the locale).
+    The temporary file lies in the destination folder (same filesystem, so the final move is atomic) and is named
+    ``.<name>.<random>.tmp<suffix>``; pass the destination's suffix when the writer picks the format from it. When the
+    ``with`` block ends without error the file is fsynced and moved onto ``path``; if the block raises, it is removed
+    and an existing ``path`` is left untouched. Missing parent folders are created.
 
     Raises:
-        FileExistsError: ``path`` exists and ``overwrite`` is False.
-        ValueError: unsupported ``mode``.
+        FileExistsError: ``path`` exists and ``overwrite`` is False (checked before the block and again at the move).
 
     Example::
 
-        with atomic_write("out/report.json", mode="w") as f:
-            json.dump(report, f)
+        with atomic_write_path("out/case_mask.nii.gz", suffix=".nii.gz") as tmp:
+            nibabel.save(mask_image, tmp)
     """
-    if mode not in ("wb", "w", "wt"):
-        raise ValueError(f"atomic_write supports modes 'wb', 'w' and 'wt', got '{mode}' for '{path}'.")
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, f"Output '{path}' is a directory, expected a file path", path)
@@ -112,14 +103,13 @@ def atomic_write(
         raise _exists_error(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    if "b" not in mode and encoding is None:
-        encoding = "utf-8"
     file_mode = _new_file_mode(path)
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}")
+    os.close(fd)
     try:
-        with os.fdopen(fd, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
+        yield tmp_path
+        # fsync through a new descriptor flushes whatever the writer wrote, however it opened the file.
+        with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp_path, file_mode)
         if overwrite:
@@ -138,6 +128,40 @@ def atomic_write(
     finally:
         if os.path.lexists(tmp_path):
             os.remove(tmp_path)
+
+
+@contextmanager
+def atomic_write(
+    path: PathLike, mode: str = "wb", overwrite: bool = False, encoding: str | None = None
+) -> Iterator[IO[Any]]:
+    """Open ``path`` for writing so that it appears complete or not at all (see :func:`atomic_write_path`).
+
+    Writes go to a hidden temporary file in the same folder; when the ``with`` block ends without error the data are
+    fsynced and the file is moved onto ``path``. If the block raises, the temporary file is removed and an existing
+    ``path`` is left untouched. Missing parent folders are created.
+
+    Args:
+        path: destination file.
+        mode: ``"wb"`` (binary) or ``"w"``/``"wt"`` (text).
+        overwrite: replace an existing ``path``; otherwise ``FileExistsError`` (before anything is written).
+        encoding: text encoding for text modes (default UTF-8, independent of the locale).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        ValueError: unsupported ``mode``.
+
+    Example::
+
+        with atomic_write("out/report.json", mode="w") as f:
+            json.dump(report, f)
+    """
+    if mode not in ("wb", "w", "wt"):
+        raise ValueError(f"atomic_write supports modes 'wb', 'w' and 'wt', got '{mode}' for '{path}'.")
+    if "b" not in mode and encoding is None:
+        encoding = "utf-8"
+    with atomic_write_path(path, overwrite=overwrite) as tmp_path:
+        with open(tmp_path, mode, encoding=encoding) as f:
+            yield f
 
 
 def atomic_save(obj: Any, path: PathLike, overwrite: bool = False) -> None:

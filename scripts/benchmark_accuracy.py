@@ -46,7 +46,8 @@ VARIANTS = {
     "basicunet": (["baseline_unet.json"], {}, "reports"),
     "no_cnn_branch": ([], {"network_def#use_cnn_branch": False}, "reports"),
     "no_knowledge": ([], {"use_knowledge": False}, "reports"),
-    "no_vlcm": ([], {"network_def#use_vlcm": False}, "reports"),
+    # No VLCM, no similarity map: the alignment term is off too.
+    "no_vlcm": ([], {"network_def#use_vlcm": False, "alignment_weight": 0.0}, "reports"),
 }
 METRICS = ("dice", "iou", "hd95")
 

@@ -95,7 +95,7 @@ def run(
         ckpt_dir=ckpt_dir,
         output_dir=output_dir,
         image_size=image_size,
-        **{"handlers#1#max_images": max_overlays},
+        max_overlays=max_overlays,
     )
     workflow.initialize()
     evaluator = workflow.parser.get_parsed_content("evaluator")

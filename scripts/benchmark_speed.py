@@ -38,6 +38,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from monai.bundle import ConfigParser  # noqa: E402
 from monai.networks.nets import BasicUNet  # noqa: E402
 
 from monai_ext.clip import get_clip_tokenizer  # noqa: E402
@@ -46,6 +47,12 @@ from monai_ext.io import atomic_write_json, atomic_write_text  # noqa: E402
 from monai_ext.networks import TGCNet, VLSANet, count_parameters  # noqa: E402
 
 FUNDUS_PROMPTS = os.path.join(REPO_ROOT, "bundles", "vlsanet", "configs", "prompts_fundus.json")
+# The configs whose "loss" a training step of each model uses: its bundle's training loss.
+LOSS_CONFIGS = {
+    "tgcnet": ["tgcnet/configs/train.json"],
+    "vlsanet": ["vlsanet/configs/train.json"],
+    "basicunet": ["tgcnet/configs/train.json", "tgcnet/configs/baseline_unet.json"],
+}
 VARIANTS = ("fp32", "bf16", "bf16_channels_last", "bf16_compile", "bf16_compile_cudagraphs")
 # torch.compile modes per variant; "reduce-overhead" records CUDA graphs, which removes the per-kernel launch cost
 # that dominates small batches (on a CPU it compiles as the default mode).
@@ -72,6 +79,20 @@ def build_model(name: str, clip_model_name: str, image_size: int) -> tuple[nn.Mo
     raise ValueError(f"Unknown model {name!r}; choose tgcnet, vlsanet or basicunet.")
 
 
+def build_loss(name: str) -> nn.Module:
+    """The training loss of the model's bundle (with its auxiliary term for TGC-Net and VLSA-Net)."""
+    parser = ConfigParser()
+    parser.read_config([os.path.join(REPO_ROOT, "bundles", path) for path in LOSS_CONFIGS[name]])
+    return parser.get_parsed_content("loss")
+
+
+def model_label(model: nn.Module, batch: int, size: int, device) -> torch.Tensor:
+    """A random label: a class-index map for VLSA-Net, a binary mask for the single-channel models."""
+    if isinstance(model, VLSANet):
+        return torch.randint(0, model.num_classes, (batch, 1, size, size), device=device).float()
+    return (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
+
+
 def model_inputs(name: str, channels: int, batch: int, size: int, clip_model_name: str, device) -> tuple:
     image = torch.rand(batch, channels, size, size, device=device)
     if name != "tgcnet":
@@ -92,12 +113,11 @@ def peak_for(device: torch.device, precision: str) -> float | None:
     return None
 
 
-def count_flops(model: nn.Module, inputs: tuple, train: bool) -> int:
-    """FLOPs of one forward (inference) or forward + backward (training) on ``inputs``."""
+def count_flops(model: nn.Module, inputs: tuple, label: torch.Tensor, loss_fn: nn.Module | None) -> int:
+    """FLOPs of one forward (inference, ``loss_fn`` None) or forward + loss + backward (training) on ``inputs``."""
     with FlopCounterMode(display=False) as counter:
-        if train:
-            output = model(*inputs)
-            output.float().mean().backward()
+        if loss_fn is not None:
+            loss_fn(model(*inputs), label).backward()
         else:
             with torch.no_grad():
                 model(*inputs)
@@ -135,8 +155,13 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
         model = model.to(memory_format=torch.channels_last)
         inputs = (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
     counts = count_parameters(model)
+    loss_fn = build_loss(name).to(device) if mode == "train" else None
+    label = model_label(model, batch, args["image_size"], device)
     flops = count_flops(
-        model, model_inputs(name, channels, 1, args["image_size"], args["clip_model_name"], device), mode == "train"
+        model,
+        model_inputs(name, channels, 1, args["image_size"], args["clip_model_name"], device),
+        label[:1],
+        loss_fn,
     )
     # Static shapes: the text-embedding cache makes the first call (a miss) differ from later ones (hits); with
     # automatic dynamic shapes inductor then compiles a symbolic-shape graph, slower and on CPU failing to compile.
@@ -149,7 +174,7 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
         if mode == "train":
             optimizer.zero_grad(set_to_none=True)
             with autocast:
-                loss = runner(*inputs).float().mean()
+                loss = loss_fn(runner(*inputs), label)
             loss.backward()
             optimizer.step()
         else:
@@ -223,8 +248,6 @@ def benchmark_text(args) -> list[dict]:
 
 def tgcnet_train_parser(args, data_dir: str, **overrides):
     """The TGC-Net bundle's ``train.json`` on the demo images in ``data_dir`` with random CLIP weights."""
-    from monai.bundle import ConfigParser
-
     parser = ConfigParser()
     parser.read_config(os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "train.json"))
     parser.update(
@@ -336,8 +359,9 @@ def _markdown(results: dict) -> str:
     ]
     if results["models"]:
         lines += [
-            "Median of the timed steps after warm-up. Training = forward + backward + AdamW step on the trainable "
-            "parameters. FLOPs counted with torch.utils.flop_counter for one image (training: forward + backward). "
+            "Median of the timed steps after warm-up. Training = forward + the bundle's loss + backward + AdamW step on "
+            "the trainable parameters. FLOPs counted with torch.utils.flop_counter for one image (training: forward "
+            "+ loss + backward). "
             "'of peak': achieved TFLOP/s over the datasheet's dense tensor-core peak (bf16; fp32 rows against TF32, "
             "which cuDNN uses for fp32 convolutions by default).",
             "",

@@ -31,11 +31,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.apps import domain_generalization as dg  # noqa: E402
+from monai_ext.apps import LABEL_MAPS, VARIANTS, run_domain_generalization  # noqa: E402
+from monai_ext.data import prepare_cardiac_domains, prepare_fundus_domains  # noqa: E402
+from monai_ext.demo import DEMO_DOMAINS, make_demo_data  # noqa: E402
 from monai_ext.flags import checked_flags  # noqa: E402
 
 BUNDLE = os.path.join(REPO_ROOT, "bundles", "vlsanet")
-DEFAULT_SOURCE = {"fundus": "domain_a", "cardiac": "bssfp"}
 
 
 def _as_list(value) -> list[str] | None:
@@ -76,7 +77,7 @@ def main(
         output_dir: everything goes here; must be empty or missing unless ``overwrite``.
         data_root: folder with one sub-folder per domain (layouts in bundles/vlsanet/docs/README.md); default: the
             synthetic demo data, generated in ``<output_dir>/data`` when missing.
-        source: training domain (default ``domain_a`` / ``bssfp`` for the demo data).
+        source: training domain (default: the first demo domain, ``domain_a`` / ``bssfp``).
         targets: unseen test domains, comma separated (default: all other domains).
         variants: comma-separated subset of full,no_em,no_text,no_alignment,no_em_no_text (default: full).
         ablation: run all five variants on the same budget.
@@ -93,8 +94,10 @@ def main(
         overwrite: delete an existing non-empty ``output_dir`` first.
         bundle_dir: the VLSA-Net bundle.
     """
-    if task not in DEFAULT_SOURCE:
-        raise ValueError(f"task must be 'fundus' or 'cardiac', got {task!r}.")
+    if task not in DEMO_DOMAINS:
+        raise ValueError(f"task must be one of {list(DEMO_DOMAINS)}, got {task!r}.")
+    if label_map is not None and label_map not in LABEL_MAPS:
+        raise ValueError(f"label_map must be one of {list(LABEL_MAPS)}, got {label_map!r}.")
     output_dir = os.path.abspath(output_dir)
     if os.path.isdir(output_dir) and os.listdir(output_dir):
         if not overwrite:
@@ -102,11 +105,11 @@ def main(
         shutil.rmtree(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     demo = data_root is None if demo is None else bool(demo)
-    variant_list = list(dg.VARIANTS) if ablation else (_as_list(variants) or ["full"])
+    variant_list = list(VARIANTS) if ablation else (_as_list(variants) or ["full"])
 
     print(f"[DG] preparing {task} domains ...", flush=True)
     if data_root is None:
-        domains = dg.make_demo_data(
+        domains = make_demo_data(
             task,
             os.path.join(output_dir, "data", task),
             n_per_domain=n_per_domain,
@@ -114,10 +117,10 @@ def main(
             seed=data_seed,
         )
     elif task == "fundus":
-        domains = dg.prepare_fundus_domains(data_root, os.path.join(output_dir, "data"))
+        domains = prepare_fundus_domains(data_root, os.path.join(output_dir, "data"))
     else:
-        domains = dg.prepare_cardiac_domains(data_root, os.path.join(output_dir, "data", "slices"))
-    source = source or DEFAULT_SOURCE[task]
+        domains = prepare_cardiac_domains(data_root, os.path.join(output_dir, "data", "slices"))
+    source = source or DEMO_DOMAINS[task][0]
     print(f"[DG] domains: {', '.join(domains)}; source: {source}; variants: {', '.join(variant_list)}", flush=True)
 
     configs = ["train.json"] + (["cardiac.json"] if task == "cardiac" else []) + (["demo.json"] if demo else [])
@@ -131,11 +134,10 @@ def main(
         if value is not None:
             run_overrides[key] = value
     if label_map is not None:
-        if label_map not in dg.LABEL_MAPS:
-            raise ValueError(f"label_map must be one of {list(dg.LABEL_MAPS)}, got {label_map!r}.")
-        run_overrides["label_orig_values"], run_overrides["label_target_values"] = map(list, dg.LABEL_MAPS[label_map])
+        run_overrides["label_orig_values"] = list(LABEL_MAPS[label_map])
+        run_overrides["label_target_values"] = list(LABEL_MAPS[label_map].values())
     run_overrides.update(dict(overrides or {}))
-    result = dg.run_domain_generalization(
+    result = run_domain_generalization(
         bundle_dir,
         domains,
         source=source,

@@ -3,12 +3,15 @@
 Usage (from the repository root)::
 
     python scripts/package_bundle.py --bundle_dir bundles/tgcnet --output dist/tgcnet_v0.1.0.zip
+    python scripts/package_bundle.py --bundle_dir bundles/tgcnet --include_demo False   # no demo configs/generators
     python scripts/package_bundle.py --bundle_dir bundles/tgcnet --verify dist/tgcnet_v0.1.0.zip   # check hashes only
 
 The archive holds ``<bundle>/configs``, ``docs``, ``LICENSE``, ``large_files.yml`` (weights are not included: users
-download them as that file says), ``scripts/monai_ext`` (a copy of this repository's package, generated here, never
-committed) with a generated ``scripts/__init__.py``, configs whose imports start with ``"$import scripts"``, and
-``sha256sums.txt`` with the SHA-256 of every file. Unpack it and run from the bundle folder::
+download them as that file says), ``scripts/monai_ext`` (the modules of this repository's package that the archive's
+configs import, with what those import; generated here, never committed) with a generated ``scripts/__init__.py``,
+configs whose imports start with ``"$import scripts"``, and ``sha256sums.txt`` with the SHA-256 of every file.
+``--include_demo False`` leaves out the demo configs (``configs/demo*``) and so the demo data generators. Unpack it
+and run from the bundle folder::
 
     cd tgcnet && python -m monai.bundle run --config_file configs/inference.json --dataset_dir /data/images
 """
@@ -34,6 +37,7 @@ def main(
     packages: str | list[str] = ("monai_ext",),
     name: str | None = None,
     exclude: str | list[str] = (),
+    include_demo: bool = True,
     check_requirements: bool = True,
     overwrite: bool = False,
     verify: str | None = None,
@@ -53,6 +57,7 @@ def main(
         packages=packages,
         name=name,
         exclude=exclude,
+        include_demo=include_demo,
         check_requirements=check_requirements,
         overwrite=overwrite,
     )

@@ -14,7 +14,6 @@ from PIL import Image
 
 from monai_ext.data import RecordSpacingd
 from monai_ext.handlers import SegmentationReportWriter
-from monai_ext.handlers.report_writer import RegionReportWriter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,9 +48,10 @@ def test_writers_measure_distances_in_the_recorded_spacing(tmp_path, spacing, ex
     _evaluate(SegmentationReportWriter(str(tmp_path / "binary")), spacing)
     report = json.loads((tmp_path / "binary" / "report.json").read_text())
     assert report["per_image_mean"]["foreground"]["hd95"] == pytest.approx(expected)
-    _evaluate(RegionReportWriter(str(tmp_path / "regions"), regions={"square": [1]}), spacing)
+    _evaluate(SegmentationReportWriter(str(tmp_path / "regions"), regions={"square": [1]}), spacing)
     report = json.loads((tmp_path / "regions" / "report.json").read_text())
-    assert report["regions"]["square"]["per_image_mean"]["hd95"] == pytest.approx(expected)
+    assert report["per_image_mean"]["square"]["hd95"] == pytest.approx(expected)
+    assert report["regions"] == {"square": [1]}
 
 
 def test_tgcnet_evaluation_pipeline_records_the_spacing(tmp_path):

@@ -158,3 +158,61 @@ def test_volumes_with_spatial_dims_3():
     assert report.add("vol", pred, label)["foreground"]["dice"] == pytest.approx(2 * 4 / (4 + 8))
     with pytest.raises(ValueError, match="spatial_dims=3"):
         SegmentationReport().add("vol", pred, label)
+
+
+def test_regions_are_unions_of_label_values():
+    # Fundus-style exclusive classes: 1 rim, 2 cup; the disc region is {1, 2}.
+    label = np.zeros((8, 8), dtype=np.int64)
+    label[1:7, 1:7] = 1
+    label[3:5, 3:5] = 2  # cup: 4 px, rim: 32 px, disc: 36 px
+    pred = label.copy()
+    pred[3:5, 3:5] = 1  # the cup predicted as rim: disc right, cup missed
+    regions = {"optic disc": [1, 2], "optic cup": [2]}
+    report = SegmentationReport(num_classes=3, regions=regions)
+    record = report.add("eye", pred, label)
+    assert report.class_names == ["optic disc", "optic cup"]
+    assert record["optic disc"]["dice"] == pytest.approx(1.0) and record["optic disc"]["case"] == "both_present"
+    cup = record["optic cup"]
+    assert (cup["dice"], cup["nsd"], cup["case"]) == (0.0, 0.0, "pred_empty") and math.isnan(cup["hd95"])
+    summary = report.summary()
+    assert summary["region_names"] == ["optic disc", "optic cup"] and "classes" not in summary
+    assert summary["regions"] == regions
+    assert summary["per_image_mean"]["mean_over_regions"]["dice"] == pytest.approx(0.5)
+    assert summary["dataset_level"]["mean_over_regions"]["dice"] == pytest.approx(0.5)
+    assert summary["counts"]["optic cup"]["pred_empty"] == 1
+    # The rim as a class gives the same numbers as a one-label region; per-class reports keep their layout.
+    by_class = SegmentationReport(num_classes=3, class_names=["rim", "cup"])
+    assert by_class.add("eye", pred, label)["rim"]["dice"] == pytest.approx(2 * 32 / (36 + 32))
+    rim = SegmentationReport(num_classes=3, regions={"rim": [1]}).add("eye", pred, label)["rim"]
+    assert rim["dice"] == pytest.approx(2 * 32 / (36 + 32))
+    assert "regions" not in by_class.summary() and "mean_over_regions" not in by_class.summary()["per_image_mean"]
+
+
+def test_region_report_files_and_a_single_region_keeps_its_mean(tmp_path):
+    report = SegmentationReport(num_classes=3, regions={"optic disc": [1, 2], "optic cup": [2]})
+    label = _mask((6, 6), (1, 5, 1, 5))
+    label[2:4, 2:4] = 2
+    report.add("eye", label, label, extra={"text": "Glaucoma suspect."})
+    report.write(tmp_path)
+    with open(tmp_path / "per_image.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["name"] == "eye" and float(rows[0]["optic disc_dice"]) == 1.0
+    assert rows[0]["optic cup_case"] == "both_present" and rows[0]["text"] == "Glaucoma suspect."
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| region | labels | Dice per-image mean (%) |" in markdown
+    assert "| optic disc | 1,2 | 100.00 |" in markdown and "| optic cup | 2 | 100.00 |" in markdown
+    assert "| mean_over_regions |  | 100.00 |" in markdown
+    single = SegmentationReport(regions={"lesion": [1]})
+    single.add("a", label > 0, label > 0)
+    assert single.summary()["per_image_mean"]["mean_over_regions"]["dice"] == 1.0
+
+
+def test_bad_regions_are_refused():
+    with pytest.raises(ValueError, match="Region 'cup'.*0..2"):
+        SegmentationReport(num_classes=3, regions={"cup": [3]})
+    with pytest.raises(ValueError, match="Region 'disc'"):
+        SegmentationReport(num_classes=3, regions={"disc": []})
+    with pytest.raises(ValueError, match="at least one region"):
+        SegmentationReport(num_classes=3, regions={})
+    with pytest.raises(ValueError, match="include_background"):
+        SegmentationReport(num_classes=3, regions={"disc": [1, 2]}, include_background=True)

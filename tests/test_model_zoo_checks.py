@@ -12,7 +12,7 @@ import torch
 from monai.bundle import verify_metadata, verify_net_in_out
 
 from monai_ext.bundle.export import check_ckpt_export
-from monai_ext.bundle.packaging import large_file_paths, vendored_requirements
+from monai_ext.bundle.packaging import large_file_paths, vendored_files, vendored_requirements
 from monai_ext.bundle.parser import bundle_parser
 from monai_ext.io import atomic_save
 
@@ -66,7 +66,7 @@ def test_metadata_valid_against_schema(bundle):
 def test_bundled_code_needs_only_declared_packages(bundle):
     with open(bundle_path(bundle, "configs", "metadata.json")) as f:
         required = json.load(f).get("required_packages_version", {})
-    assert vendored_requirements(["monai_ext"], required)["missing"] == []
+    assert vendored_requirements(vendored_files(bundle_path(bundle)).values(), required)["missing"] == []
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)

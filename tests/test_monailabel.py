@@ -48,7 +48,7 @@ NETWORK_ERRORS = (
 )
 IMPORT_CHECK = (
     "import monailabel.tasks.infer.bundle, monailabel.tasks.train.bundle, monailabel.datastore.local; "
-    "import monai_ext.engines.monailabel"
+    "import monai_ext.inferers, monai_ext.text"
 )
 SIZE = 64
 TINY = {"clip_model_name": "monai-textseg-tiny-clip", "clip_pretrained": None, "clip_checkpoint": None, "amp": False}
@@ -320,7 +320,7 @@ def test_prepare_app_bundle(tmp_path):
     assert train["max_epochs"] == 3 and train["train"]["dataloader"]["num_workers"] == 0
     cardiac = json.loads(Path(configs, "cardiac_inference.json").read_text())
     inference = json.loads(Path(target, "configs", "inference.json").read_text())
-    assert inference["preprocessing"]["transforms"][1] == cardiac["preprocessing#transforms#1"]
+    assert inference["scale_intensity"] == cardiac["scale_intensity"]
     assert inference["image_size"] == 64 and inference["task"] == "cardiac"
     pred = json.loads(Path(target, "configs", "metadata.json").read_text())["network_data_format"]["outputs"]["pred"]
     prompts = json.loads(Path(configs, "prompts_cardiac.json").read_text())["classes"]

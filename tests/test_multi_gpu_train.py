@@ -13,10 +13,39 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from monai_ext.bundle.parser import bundle_parser
 from monai_ext.bundle.runner import bundle_run_command
 from monai_ext.demo import make_chest_xray_dataset
 
-BUNDLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bundles", "tgcnet")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
+# The training handlers every rank runs, and those (logs, TensorBoard, progress bar; all of the validation's, with its
+# best-model saver) only rank 0 runs.
+SHARED_HANDLERS = {
+    "tgcnet": ["ValidationHandler", "TrainerCheckpoint", "EpochSeeder"],
+    "vlsanet": ["ValidationHandler", "LrScheduleHandler", "TrainerCheckpoint", "EpochSeeder"],
+}
+RANK0_HANDLERS = ["StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "LoaderWaitMonitor"]
+
+
+@pytest.mark.parametrize("bundle", sorted(SHARED_HANDLERS))
+@pytest.mark.parametrize("not_rank0", [False, True])
+def test_other_ranks_run_only_the_shared_handlers(bundle, not_rank0):
+    """``not_rank0`` (which ``multi_gpu_train.json`` sets from the rank) disables the rank-0 handlers through their
+    ``_disabled_`` and keeps the trainer checkpoint from writing."""
+    fake = [{"image": "a.png", "label": "a.png"}]  # never read: nothing is cached or run
+    overrides = {"train#datalist": fake, "validate#datalist": fake, "cache_rate": 0.0, "not_rank0": not_rank0}
+    bundle_dir = os.path.join(REPO, "bundles", bundle)
+    parser = bundle_parser(bundle_dir, ["configs/demo.json"], overrides, base_config="configs/train.json")
+    train = parser.get_parsed_content("train#handlers")
+    names = [type(handler).__name__ for handler in train]
+    checkpoint = train[names.index("TrainerCheckpoint")]
+    validate = parser.get_parsed_content("validate#handlers")
+    if not_rank0:
+        assert names == SHARED_HANDLERS[bundle] and validate == [] and not checkpoint.save_enabled
+    else:
+        assert names == SHARED_HANDLERS[bundle] + RANK0_HANDLERS
+        assert len(validate) == 3 and checkpoint.save_enabled
 
 
 def _free_port() -> int:
@@ -42,7 +71,7 @@ def test_two_processes_train_identical_weights(tmp_path, nodes):
         # Test-only: every rank saves what it trained, so the ranks can be compared.
         "finalize": [
             "$torch.save(@network_def.state_dict(), @ckpt_dir + f'/rank{torch.distributed.get_rank()}.pt')",
-            "$torch.distributed.is_initialized() and torch.distributed.destroy_process_group()",
+            "$monai_ext.distributed.destroy_process_group_if_initialized()",
         ],
     }
     command = bundle_run_command(BUNDLE, ["train.json", "demo.json", "multi_gpu_train.json"], overrides)

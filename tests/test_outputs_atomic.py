@@ -5,6 +5,7 @@ import glob
 import hashlib
 import os
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,7 @@ from monai.bundle import ConfigWorkflow
 from monai.data import MetaTensor
 from PIL import Image
 
-from monai_ext.data import SafeSaveImaged
+from monai_ext.data import SafeSaveImaged, write_mask
 from monai_ext.demo import make_chest_xray_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,3 +111,40 @@ def test_safe_save_failure_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         save({"pred": _pred("b")})
     assert os.listdir(tmp_path) == []
+
+
+def test_write_mask_png_and_nifti(tmp_path):
+    mask = np.zeros((6, 4), dtype=np.float32)  # MONAI (x, y): 6 columns, 4 rows
+    mask[1:3, 0] = 1
+    write_mask(mask, tmp_path / "m.png")
+    picture = np.asarray(Image.open(tmp_path / "m.png"))
+    assert picture.shape == (4, 6) and picture.dtype == np.uint8
+    np.testing.assert_array_equal(picture, mask.T * 255)  # binary -> 0/255
+    labels = np.array([[0, 1], [2, 1]], dtype=np.int64)
+    write_mask(labels, tmp_path / "labels.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "labels.png")), labels.T)  # index maps kept
+
+    affine = np.diag([0.7, 0.8, 2.5, 1.0])
+    affine[:3, 3] = [10.0, -20.0, 30.0]
+    volume = np.zeros((4, 3, 2), dtype=np.float64)
+    volume[0, 0, 1] = 1.0
+    write_mask(volume, tmp_path / "m.nii.gz", affine)
+    written = nib.load(tmp_path / "m.nii.gz")
+    np.testing.assert_allclose(written.affine, affine)
+    assert written.get_data_dtype() == np.uint8  # integral values 0..255 are stored compactly
+    np.testing.assert_array_equal(np.asarray(written.dataobj), volume)
+    first = (tmp_path / "m.nii.gz").read_bytes()
+    write_mask(volume, tmp_path / "m.nii.gz", affine, overwrite=True)
+    assert (tmp_path / "m.nii.gz").read_bytes() == first  # no timestamp in the gzip stream
+    write_mask(volume * 0.5, tmp_path / "p.nii", affine)
+    assert nib.load(tmp_path / "p.nii").get_data_dtype() == np.float32
+
+    with pytest.raises(FileExistsError, match="m.png"):
+        write_mask(mask, tmp_path / "m.png")
+    with pytest.raises(ValueError, match="needs an affine"):
+        write_mask(volume, tmp_path / "no_affine.nii.gz")
+    with pytest.raises(ValueError, match="must end in"):
+        write_mask(mask, tmp_path / "m.jpg")
+    with pytest.raises(ValueError, match="must be 2D"):
+        write_mask(volume, tmp_path / "v.png")
+    assert sorted(os.listdir(tmp_path)) == ["labels.png", "m.nii.gz", "m.png", "p.nii"]

@@ -103,6 +103,30 @@ def test_nifti_volume_keeps_affine_and_grid(ct_predictor, tmp_path):
     assert os.path.isfile(result.overlay_path)
 
 
+def test_volume_is_segmented_like_slice_by_slice_with_the_report(checkpoint, tmp_path):
+    """Batches of slices (5 slices in 2 + 2 + 1) give what the network gives on each slice alone, with the report."""
+    ct_predictor = BundlePredictor(BUNDLE, checkpoint=checkpoint, config_files=CT, slice_batch_size=2)
+    rng = np.random.default_rng(7)
+    volume = (rng.random((40, 48, 5)) * 1200 - 1000).astype(np.float32)
+    path = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+    _, prepared = ct_predictor.prepare(str(path), REPORT)
+    image = prepared["image"].as_tensor()
+    assert image.ndim == 4 and image.shape[-1] == 5
+    pred = ct_predictor.infer(prepared)
+    assert tuple(pred.shape) == (1, *image.shape[1:])
+
+    def reference(text_tokens):
+        with torch.no_grad():
+            knowledge = prepared["knowledge_tokens"][None]
+            logits = [ct_predictor.network(image[None, ..., k], text_tokens, knowledge) for k in range(image.shape[-1])]
+        return (torch.sigmoid(torch.stack(logits, dim=-1)[0]) >= 0.5).float()
+
+    torch.testing.assert_close(pred, reference(prepared["text_tokens"][None]), rtol=0, atol=0)
+    # The report matters: without its tokens (the network's default prompt) the masks differ.
+    assert not torch.equal(pred, reference(None))
+
+
 def test_dicom_series_and_file_give_nifti_in_dicom_geometry(ct_predictor, predictor, tmp_path):
     rng = np.random.default_rng(3)
     folder = tmp_path / "series_0001"

@@ -108,7 +108,8 @@ def test_no_trust_remote_code_by_default():
                             f"{where}:{node.lineno} {node.name}(trust_remote_code) is not False by default"
                         )
     assert not offenders, "\n".join(offenders)
-    from monai_ext.text import knowledge_generation, tokenize
+    from monai_ext.apps import knowledge_generation
+    from monai_ext.text import tokenize
 
     assert inspect.signature(tokenize.HFTokenize).parameters["trust_remote_code"].default is False
     assert inspect.signature(knowledge_generation.load_local_generator).parameters["trust_remote_code"].default is False

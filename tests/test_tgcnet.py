@@ -1,10 +1,11 @@
-"""TGC-Net network: shapes, which parameters train, that the report steers the mask, ablation switches."""
+"""TGC-Net network: shapes, training outputs, which parameters train, that the report steers the mask, ablation
+switches."""
 
 import pytest
 import torch
 
 from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
-from monai_ext.losses.auxiliary import WithAuxiliaryLoss
+from monai_ext.losses import AuxiliaryOutputLoss, SimilarityMapLoss
 from monai_ext.networks.nets.tgcnet import TGCNet
 
 SIZE = 224
@@ -29,6 +30,22 @@ def test_output_shape_grayscale_and_rgb(tokenizer):
         assert net(torch.rand(2, 3, SIZE, SIZE), tokens).shape == (2, 1, SIZE, SIZE)
 
 
+def test_training_mode_returns_the_similarity_map_with_the_logits(tokenizer):
+    net = make_net()
+    image = torch.rand(2, 1, SIZE, SIZE)
+    tokens = tokenizer(["Upper left lung infection.", "Lower right lung infection."])
+    with torch.no_grad():
+        logits = net(image, tokens)
+        outputs = net.train()(image, tokens)
+        plain = make_net(return_auxiliary=False).train()(image, tokens)
+    assert isinstance(logits, torch.Tensor) and isinstance(plain, torch.Tensor)
+    assert set(outputs) == {"pred", "similarity"}
+    assert outputs["similarity"].shape == (2, 1, SIZE // 16, SIZE // 16)
+    # No layer behaves differently in training: the training logits are the inference logits.
+    torch.testing.assert_close(outputs["pred"], logits)
+    torch.testing.assert_close(plain, logits)
+
+
 def test_only_adaptation_parameters_train(tokenizer):
     net = make_net().train()
     clip_params = {id(p) for p in net.image_encoder.parameters()} | {id(p) for p in net.text_encoder.parameters()}
@@ -37,7 +54,8 @@ def test_only_adaptation_parameters_train(tokenizer):
     image = torch.rand(2, 1, SIZE, SIZE)
     label = (torch.rand(2, 1, SIZE, SIZE) > 0.7).float()
     tokens = tokenizer(["Upper left lung infection.", "Lower right lung infection."])
-    loss = WithAuxiliaryLoss(torch.nn.BCEWithLogitsLoss(), net, weight=0.1)(net(image, tokens), label)
+    loss_fn = AuxiliaryOutputLoss(torch.nn.BCEWithLogitsLoss(), SimilarityMapLoss(), weight=0.1, aux_keys="similarity")
+    loss = loss_fn(net(image, tokens), label)
     loss.backward()
     for p in net.parameters():
         if id(p) in clip_params:
@@ -97,23 +115,41 @@ def test_ablations_run_and_train(tokenizer, switches):
     net = make_net(**switches).train()
     label = (torch.rand(1, 1, SIZE, SIZE) > 0.5).float()
     out = net(torch.rand(1, 1, SIZE, SIZE), tokenizer(["Left lung infection."]))
-    assert out.shape == (1, 1, SIZE, SIZE)
-    aux = net.alignment_loss(label)
+    assert out["pred"].shape == (1, 1, SIZE, SIZE)
     if switches.get("use_vlcm") is False:
-        assert aux.item() == 0.0
+        assert set(out) == {"pred"}  # no similarity map, hence no alignment term
         assert not hasattr(net, "calibration")
     else:
         assert not hasattr(net, "structure_branch")
-        assert aux.item() > 0
-    out.mean().backward()
+        assert SimilarityMapLoss()(out["similarity"], label).item() > 0
+    out["pred"].mean().backward()
 
 
 def test_alignment_loss_follows_the_mask(tokenizer):
     net = make_net().train()
-    net(torch.rand(1, 1, SIZE, SIZE), tokenizer(["Right lung infection."]))
-    logits = net._similarity_logits.detach()
+    logits = net(torch.rand(1, 1, SIZE, SIZE), tokenizer(["Right lung infection."]))["similarity"].detach()
     agree = (torch.nn.functional.interpolate(logits, size=(SIZE, SIZE)) > 0).float()
-    assert net.alignment_loss(agree) < net.alignment_loss(1 - agree)
+    alignment_loss = SimilarityMapLoss()
+    assert alignment_loss(logits, agree) < alignment_loss(logits, 1 - agree)
+
+
+def test_alignment_term_trains_the_parts_before_the_similarity_map(tokenizer):
+    net = make_net().train()
+    label = (torch.rand(1, 1, SIZE, SIZE) > 0.5).float()
+    outputs = net(torch.rand(1, 1, SIZE, SIZE), tokenizer(["Right lung infection."]))
+    SimilarityMapLoss()(outputs["similarity"], label).backward()
+    # The map is computed from the deepest scale (its ViT projection and fusion with the CNN) and the text sequence.
+    upstream = [
+        *net.calibration.parameters(),
+        *net.pixel_to_clip.parameters(),
+        net.vit_projections[-1].conv.weight,
+        net.fusions[-1].conv.weight,
+        net.structure_branch.stem.conv.weight,
+        net.prompt_tokens,
+        net.text_adapter.up.weight,
+    ]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in upstream)
+    assert all(p.grad is None for p in (*net.up_blocks.parameters(), *net.head.parameters()))  # after the map
 
 
 def test_wrong_batch_of_config_arguments():

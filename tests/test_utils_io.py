@@ -11,6 +11,7 @@ from monai_ext.io import (
     atomic_save,
     atomic_write,
     atomic_write_json,
+    atomic_write_path,
     atomic_write_text,
     check_within_root,
     sha256_file,
@@ -142,7 +143,7 @@ def test_predict_script_says_in_one_line_that_weights_are_missing(tmp_path):
     assert "CheckpointNotFoundError: Checkpoint file" in result.stderr and "No weights ship" in result.stderr
 
 
-@pytest.mark.parametrize("corrupt", ["truncated", "empty", "text", "random"])
+@pytest.mark.parametrize("corrupt", ["truncated", "empty", "text", "random", "sentence"])
 def test_safe_load_corrupt_files(tmp_path, corrupt):
     path = tmp_path / "bad.pt"
     atomic_save({"weight": torch.zeros(64)}, path)
@@ -152,6 +153,7 @@ def test_safe_load_corrupt_files(tmp_path, corrupt):
         "empty": b"",
         "text": b"not a checkpoint",
         "random": bytes(range(7, 200)),
+        "sentence": b"this is not a checkpoint",  # the weights-only unpickler raises IndexError on this one
     }
     path.write_bytes(contents[corrupt])
     with pytest.raises(CheckpointError, match="bad.pt") as info:
@@ -256,3 +258,21 @@ def test_sha256_file(tmp_path):
     data = bytes(range(256)) * 10
     path.write_bytes(data)
     assert sha256_file(path, chunk_size=100) == hashlib.sha256(data).hexdigest()
+
+
+def test_atomic_write_path_for_writers_that_take_a_file_name(tmp_path):
+    target = tmp_path / "out" / "mask.nii.gz"
+    with atomic_write_path(target, suffix=".nii.gz") as tmp:
+        assert os.path.dirname(tmp) == str(target.parent) and tmp.endswith(".tmp.nii.gz")
+        with open(tmp, "wb") as f:  # a writer that opens the path itself
+            f.write(b"mask")
+    assert target.read_bytes() == b"mask"
+    with pytest.raises(FileExistsError, match="mask.nii.gz"):
+        with atomic_write_path(target) as tmp:
+            pass
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_write_path(target, overwrite=True) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(b"partial")
+            raise OSError("disk full")
+    assert target.read_bytes() == b"mask" and os.listdir(target.parent) == ["mask.nii.gz"]

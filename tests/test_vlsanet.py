@@ -1,4 +1,5 @@
-"""VLSA-Net: shapes, bundle prompt files, cached class embeddings, overrides, ablations, freezing, checkpoint."""
+"""VLSA-Net: shapes, training outputs, bundle prompt files, cached class embeddings, overrides, ablations, freezing,
+checkpoint."""
 
 import json
 from pathlib import Path
@@ -6,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from monai.data import decollate_batch
 from monai.losses import DiceCELoss
 
 from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
-from monai_ext.losses.auxiliary import WithAuxiliaryLoss
+from monai_ext.losses import AuxiliaryOutputLoss, PixelTextAlignmentLoss
 from monai_ext.networks.nets.vlsanet import VLSANet, load_class_prompts
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "vlsanet" / "configs"
@@ -107,7 +109,12 @@ def test_frozen_clip_trains_only_new_parts_and_em_bases_move_in_training():
     image = torch.rand(2, 1, SIZE, SIZE)
     label = torch.randint(0, 3, (2, 1, SIZE, SIZE))
     bases = net.aggregation.bases.clone()
-    loss_fn = WithAuxiliaryLoss(DiceCELoss(to_onehot_y=True, softmax=True), net, weight=0.1)
+    loss_fn = AuxiliaryOutputLoss(
+        DiceCELoss(to_onehot_y=True, softmax=True),
+        PixelTextAlignmentLoss(),
+        weight=0.1,
+        aux_keys=["pixel_embeddings", "class_embeddings"],
+    )
     loss_fn(net(image), label).backward()
     assert not torch.allclose(net.aggregation.bases, bases)
     for p in net.parameters():
@@ -126,26 +133,36 @@ def test_frozen_clip_trains_only_new_parts_and_em_bases_move_in_training():
     torch.testing.assert_close(net.aggregation.bases, bases, rtol=0, atol=0)
 
 
-def test_alignment_outputs_and_loss():
+def test_training_outputs_and_alignment_loss():
     net = make_net()
-    with pytest.raises(RuntimeError, match="forward pass first"):
-        net.alignment_outputs()
+    image = torch.rand(2, 3, SIZE, SIZE)
     with torch.no_grad():
-        net(torch.rand(2, 3, SIZE, SIZE))
-    outputs = net.alignment_outputs()
+        logits = net(image)
+        outputs = net.train()(image)
+        plain = make_net(return_auxiliary=False).train()(image)
+    assert isinstance(logits, torch.Tensor) and isinstance(plain, torch.Tensor)
+    assert set(outputs) == {"pred", "pixel_embeddings", "class_embeddings", "em_assignments", "em_bases"}
+    assert logits.shape == outputs["pred"].shape
+    torch.testing.assert_close(plain, outputs["pred"])  # the same first training forward, logits alone
     assert outputs["pixel_embeddings"].shape == (2, 64, SIZE // 2, SIZE // 2)
-    assert outputs["class_embeddings"].shape == (3, 64)
+    assert outputs["class_embeddings"].shape == (2, 3, 64)  # one copy per image
+    torch.testing.assert_close(outputs["class_embeddings"][1], net.class_embeddings())
+    items = decollate_batch(outputs, detach=True)  # as MONAI's trainers do before postprocessing
+    assert len(items) == 2 and items[1]["class_embeddings"].shape == (3, 64)
     assert outputs["em_assignments"].shape == (2, (SIZE // 16) ** 2, 8)
     assert outputs["em_bases"].shape == (2, 16, 8)
     # A label constant on 2x2 cells: its majority at the 1/2-resolution embeddings is unambiguous.
     label = torch.randint(0, 3, (2, 1, SIZE // 2, SIZE // 2))
     blocky = label.repeat_interleave(2, -1).repeat_interleave(2, -2)
     expected = F.cross_entropy(
-        torch.einsum("bdhw,kd->bkhw", F.normalize(outputs["pixel_embeddings"], dim=1), outputs["class_embeddings"])
+        torch.einsum("bdhw,bkd->bkhw", F.normalize(outputs["pixel_embeddings"], dim=1), outputs["class_embeddings"])
         / 0.07,
         label[:, 0],
     )
-    torch.testing.assert_close(net.alignment_loss(blocky), expected)
+    alignment_loss = PixelTextAlignmentLoss(temperature=0.07)
+    torch.testing.assert_close(
+        alignment_loss(outputs["pixel_embeddings"], outputs["class_embeddings"], blocky), expected
+    )
 
 
 def test_ablations():
@@ -156,13 +173,28 @@ def test_ablations():
     image = torch.rand(2, 3, SIZE, SIZE)
     with torch.no_grad():
         assert no_em(image).shape == (2, 3, SIZE, SIZE)
-    assert no_em.alignment_outputs()["em_assignments"] is None
-    logits = no_text(image)
+        assert set(no_em.train()(image)) == {"pred", "pixel_embeddings", "class_embeddings"}
+    outputs = no_text(image)
+    logits = outputs["pred"]
     assert logits.shape == (2, 3, SIZE, SIZE)
-    (logits.mean() + no_text.alignment_loss(torch.randint(0, 3, (2, 1, SIZE, SIZE)))).backward()
+    alignment = PixelTextAlignmentLoss()(
+        outputs["pixel_embeddings"], outputs["class_embeddings"], torch.randint(0, 3, (2, 1, SIZE, SIZE))
+    )
+    (logits.mean() + alignment).backward()
     assert no_text.learned_class_embeddings.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="use_text=False"):
         no_text(image, get_clip_tokenizer(TINY_CLIP_NAME)(["a", "b", "c"]))
+
+
+def test_alignment_term_alone_trains_the_embedding_path():
+    net = make_net(use_text=False).train()
+    outputs = net(torch.rand(2, 3, SIZE, SIZE))
+    label = torch.randint(0, 3, (2, 1, SIZE, SIZE))
+    PixelTextAlignmentLoss()(outputs["pixel_embeddings"], outputs["class_embeddings"], label).backward()
+    assert net.learned_class_embeddings.grad.abs().sum() > 0
+    before = [*net.stem.parameters(), *net.reassemble.parameters(), *net.decoder.pixel_embedding.parameters()]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in before)
+    assert all(p.grad is None for p in (*net.decoder.conv_head.parameters(), net.decoder.logit_scale))  # logits only
 
 
 def test_partial_and_full_clip_tuning():
@@ -171,13 +203,13 @@ def test_partial_and_full_clip_tuning():
     assert all(p.requires_grad for p in blocks[-1].parameters())
     assert not any(p.requires_grad for p in blocks[0].parameters())
     assert not any(p.requires_grad for p in partial.text_encoder.parameters())
-    partial(torch.rand(1, 3, SIZE, SIZE)).mean().backward()
+    partial(torch.rand(1, 3, SIZE, SIZE))["pred"].mean().backward()
     assert all(p.grad is not None for p in blocks[-1].parameters())
 
     full = make_net(freeze_clip=False).train()
     counter = CallCounter(full.text_encoder)
     full(torch.rand(1, 3, SIZE, SIZE))
-    logits = full(torch.rand(1, 3, SIZE, SIZE))
+    logits = full(torch.rand(1, 3, SIZE, SIZE))["pred"]
     assert counter.calls == 2  # a tuned text encoder is re-run every forward
     logits.mean().backward()
     assert full.text_encoder.token_embedding.weight.grad is not None

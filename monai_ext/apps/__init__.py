@@ -1,14 +1,7 @@
 """Applications built on the bundles: prediction with your own report, the domain-generalisation experiment and
 medical-knowledge generation with a local language model."""
 
-from .domain_generalization import (
-    CARDIAC_REGIONS,
-    FUNDUS_REGIONS,
-    LABEL_MAPS,
-    VARIANTS,
-    format_dg_table,
-    run_domain_generalization,
-)
+from .domain_generalization import LABEL_MAPS, VARIANTS, evaluation_regions, format_dg_table, run_domain_generalization
 from .knowledge_generation import (
     DEFAULT_PROMPT_TEMPLATE,
     build_prompt,
@@ -33,11 +26,10 @@ from .predict import (
 __all__ = [
     "build_prompt",
     "BundlePredictor",
-    "CARDIAC_REGIONS",
     "DEFAULT_PROMPT_TEMPLATE",
     "describe_inputs",
+    "evaluation_regions",
     "format_dg_table",
-    "FUNDUS_REGIONS",
     "generate_knowledge",
     "IMAGE_COLUMNS",
     "input_format",

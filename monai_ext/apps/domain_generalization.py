@@ -1,16 +1,13 @@
 """Single-source domain generalisation (DG) for the VLSA-Net bundle: train on one domain, evaluate on unseen ones.
 
-Pieces, all used by ``scripts/evaluate_dg.py`` and the bundle configs:
-
-* :func:`training_records` / :func:`evaluation_records`: the train/validation/test records of one domain's datalist
-  (validation is carved out of the source domain's training list; target domains are never seen before testing).
-* :func:`prepare_fundus_domains`, :func:`prepare_cardiac_domains`, :func:`make_demo_data`: one decathlon-style datalist
-  per domain from synthetic demo data or real benchmark folder layouts (cardiac volumes are sliced to 2D NIfTI).
-* :class:`RegionReportWriter`: an evaluator handler reporting Dice/IoU/HD95/NSD per *region*, a region being a set of
-  label values (fundus: optic disc = labels {1, 2}, optic cup = {2}).
-* :func:`run_domain_generalization`: trains each variant (full / no_em / no_text / no_alignment / no_em_no_text) with
-  the bundle's own configs through :class:`monai.bundle.ConfigWorkflow`, evaluates every target domain with
-  ``evaluate.json`` and writes ``dg_results.md``/``dg_results.csv``/``dg_results.json`` atomically."""
+:func:`run_domain_generalization` (used by ``scripts/evaluate_dg.py``) trains each variant (full / no_em / no_text /
+no_alignment / no_em_no_text) with the bundle's own configs through :class:`monai.bundle.ConfigWorkflow`, evaluates
+every target domain with ``evaluate.json`` and writes ``dg_results.md``/``dg_results.csv``/``dg_results.json``
+atomically. The data it takes (one decathlon-style datalist per domain) comes from
+:func:`monai_ext.data.prepare_fundus_domains`, :func:`monai_ext.data.prepare_cardiac_domains` or
+:func:`monai_ext.demo.make_demo_data`; each evaluation's ``report.json`` is written by
+:class:`monai_ext.handlers.SegmentationReportWriter` for the config's ``eval_regions`` (a region being a set of label
+values: fundus optic disc = labels {1, 2}, optic cup = {2})."""
 
 from __future__ import annotations
 
@@ -26,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from monai_ext.bundle.parser import bundle_parser
 from monai_ext.bundle.runner import run_bundle
+from monai_ext.demo.cardiac import MSCMRSEG_LABEL_MAP
 from monai_ext.io import atomic_write_json, atomic_write_text
 
 __all__ = [
     "VARIANTS",
-    "FUNDUS_REGIONS",
-    "CARDIAC_REGIONS",
     "LABEL_MAPS",
+    "evaluation_regions",
     "format_dg_table",
     "run_domain_generalization",
 ]
@@ -51,18 +49,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-# Evaluated regions: name -> label values that make it up.
-FUNDUS_REGIONS = {"optic disc": [1, 2], "optic cup": [2]}
-
-
-CARDIAC_REGIONS = {"LV": [1], "MYO": [2], "RV": [3]}
-
-
-# Label values in the files -> labels used by the bundle.
-LABEL_MAPS = {
-    "index": ([], []),  # already 0 background, 1 disc rim / LV, 2 cup / MYO, 3 RV
-    "refuge": ([255, 128, 0], [0, 1, 2]),  # REFUGE / DoFE / RIGA+ style: 255 background, 128 disc rim, 0 cup
-    "mscmrseg": ([500, 200, 600], [1, 2, 3]),  # MS-CMRSeg 2019: 500 LV, 200 MYO, 600 RV
+# Label value in the files -> label used by the bundle (its label_orig_values / label_target_values).
+LABEL_MAPS: dict[str, dict[int, int]] = {
+    "index": {},  # already 0 background, 1 disc rim / LV, 2 cup / MYO, 3 RV
+    "refuge": {255: 0, 128: 1, 0: 2},  # REFUGE / DoFE / RIGA+ style: 255 background, 128 disc rim, 0 cup
+    "mscmrseg": MSCMRSEG_LABEL_MAP,  # MS-CMRSeg 2019: 500 LV, 200 MYO, 600 RV
 }
 
 
@@ -78,13 +69,10 @@ def _result_rows(results: Mapping[str, Mapping[str, Mapping[str, Any]]], regions
         domain_rows = []
         for domain, report in per_domain.items():
             row = {"variant": variant, "target_domain": domain, "num_images": report["num_images"]}
-            for region in regions:
-                metrics = report["regions"][region]["per_image_mean"]
-                row[f"{region} Dice"] = None if metrics["dice"] is None else 100.0 * metrics["dice"]
-                row[f"{region} HD95"] = metrics["hd95"]
-            mean = report["mean_over_regions"]["per_image_mean"]
-            row["mean Dice"] = None if mean["dice"] is None else 100.0 * mean["dice"]
-            row["mean HD95"] = mean["hd95"]
+            for column, key in {**{region: region for region in regions}, "mean": "mean_over_regions"}.items():
+                metrics = report["per_image_mean"][key]
+                row[f"{column} Dice"] = None if metrics["dice"] is None else 100.0 * metrics["dice"]
+                row[f"{column} HD95"] = metrics["hd95"]
             domain_rows.append(row)
         rows += domain_rows
         mean_row = {
@@ -140,6 +128,18 @@ def _run_subprocess(bundle_dir: str, config_files: Sequence[str], overrides: Map
     run_bundle(bundle_dir, [os.path.basename(f) for f in config_files], overrides)
 
 
+def evaluation_regions(
+    bundle_dir: str, configs: Sequence[str], overrides: Mapping[str, Any] | None = None
+) -> dict[str, list[int]]:
+    """The ``eval_regions`` (``{name: label values}``) that the evaluation with ``configs`` + ``evaluate.json`` (names
+    in ``bundle_dir/configs``) and ``overrides`` reports, e.g. ``{"LV": [1], "MYO": [2], "RV": [3]}`` with
+    ``cardiac.json``."""
+    parser = bundle_parser(bundle_dir, [*configs[1:], "evaluate.json"], overrides, base_config=configs[0])
+    if "eval_regions" not in parser:
+        raise KeyError(f"The bundle configs {list(configs)} define no 'eval_regions' to report.")
+    return {str(name): [int(v) for v in values] for name, values in parser.get_parsed_content("eval_regions").items()}
+
+
 def run_domain_generalization(
     bundle_dir: str,
     domains: Mapping[str, Mapping[str, str]],
@@ -158,7 +158,7 @@ def run_domain_generalization(
 
     Args:
         bundle_dir: the VLSA-Net bundle folder.
-        domains: ``{domain: {"datalist", "base_dir"}}`` (see :func:`prepare_fundus_domains`).
+        domains: ``{domain: {"datalist", "base_dir"}}`` (see :func:`monai_ext.data.prepare_fundus_domains`).
         source: the training domain; its datalist's training list is split into training and validation.
         output_dir: ``<variant>/models``, ``<variant>/runs``, ``<variant>/eval/<target>/report.json`` and the tables
             ``dg_results.md``, ``dg_results.csv``, ``dg_results.json``.
@@ -191,6 +191,8 @@ def run_domain_generalization(
     common = {"bundle_root": os.path.abspath(bundle_dir), **dict(overrides or {})}
     if regions is not None:
         common["eval_regions"] = {k: list(v) for k, v in regions.items()}
+    # The regions the evaluations will report, read before any training so that a config without them fails early.
+    eval_regions = evaluation_regions(bundle_dir, configs, common)
     started = time.time()
     results: dict[str, dict[str, Any]] = {}
     steps_total, step = len(variants) * (1 + len(targets)), 0
@@ -237,15 +239,13 @@ def run_domain_generalization(
                 _run_workflow(eval_files, "eval", eval_overrides)
             with open(os.path.join(eval_dir, "report.json"), encoding="utf-8") as f:
                 results[variant][target] = json.load(f)
-            mean = results[variant][target]["mean_over_regions"]["per_image_mean"]
+            mean = results[variant][target]["per_image_mean"]["mean_over_regions"]
             progress(
                 f"variant '{variant}' on '{target}': mean Dice {_fmt(100 * (mean['dice'] or float('nan')))}%, "
                 f"mean HD95 {_fmt(mean['hd95'])}"
             )
 
-    first_report = next(iter(next(iter(results.values())).values()))
-    region_names = first_report.get("region_names") or list(first_report["regions"])
-    rows = _result_rows(results, region_names)
+    rows = _result_rows(results, list(eval_regions))
     table = format_dg_table(rows)
     minutes = (time.time() - started) / 60
     header = (
@@ -270,6 +270,7 @@ def run_domain_generalization(
             "target_key": target_key,
             "overrides": {k: v for k, v in common.items() if k != "bundle_root"},
             "configs": list(configs),
+            "regions": eval_regions,
             "minutes": minutes,
             "rows": rows,
             "reports": results,

@@ -26,7 +26,6 @@ in-plane only)."""
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 import logging
@@ -50,6 +49,8 @@ from monai_ext.bundle.parser import (
 )
 from monai_ext.data.readers import is_dicom_path
 from monai_ext.data.validation import transform_error
+from monai_ext.data.writers import write_mask
+from monai_ext.inferers import TextSliceInferer
 from monai_ext.io import NIFTI_SUFFIXES, PICTURE_SUFFIXES, atomic_write, atomic_write_text, image_stem
 from monai_ext.text.tokenize import TextInputError
 from monai_ext.visualize import render_overlay
@@ -158,6 +159,8 @@ class BundlePredictor:
         self.network = load_bundle_network(self.parser, checkpoint, self.device)
         self.threshold = threshold
         self.slice_batch_size = max(1, int(slice_batch_size))
+        # Whole slices (roi -1: the image's size) along the last axis, for 2D networks on volumes.
+        self.slice_inferer = TextSliceInferer(roi_size=(-1, -1), spatial_dim=2, sw_batch_size=self.slice_batch_size)
         self.image_key, self.text_key = image_key, text_key
         transforms = flatten_transforms(self.parser.get_parsed_content("preprocessing"))
         loaders = [i for i, t in enumerate(transforms) if is_image_loader(t)]
@@ -219,13 +222,9 @@ class BundlePredictor:
                 f"Preprocessed image has shape {tuple(image.shape)}; the network takes {self.network_spatial_dims}D "
                 "images (or volumes slice by slice)."
             )
-        depth = image.shape[-1]
-        outputs = []
-        for start in range(0, depth, self.slice_batch_size):
-            chunk = image[..., start : start + self.slice_batch_size]  # [C, H, W, n]
-            chunk = chunk.permute(3, 0, 1, 2).contiguous()
-            outputs.append(self._activate(self.network(chunk, **self._extras(item, chunk.shape[0]))).cpu())
-        return torch.cat(outputs, dim=0).permute(1, 2, 3, 0)  # [1, H, W, D]
+
+        logits = self.slice_inferer(image[None], self.network, **self._extras(item, 1))
+        return self._activate(logits)[0].cpu()  # [1, H, W, D]
 
     def to_input_grid(self, pred: torch.Tensor, prepared: Mapping, original: torch.Tensor) -> np.ndarray:
         """Undo the preprocessing's spatial transforms (nearest neighbour): the mask on the input's voxel grid."""
@@ -249,54 +248,29 @@ class BundlePredictor:
         return np.rint(inverted.numpy()[0]).astype(np.uint8)
 
     # -- outputs ----------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _write_png(mask: np.ndarray, path: str, overwrite: bool) -> None:
-        from PIL import Image
-
-        if mask.ndim != 2:
-            raise ValueError(f"A PNG mask must be 2D, got shape {mask.shape}.")
-        values = mask * 255 if mask.max(initial=0) <= 1 else mask
-        picture = Image.fromarray(np.ascontiguousarray(values.T.astype(np.uint8)))  # MONAI (x, y) -> rows, columns
-        with atomic_write(path, mode="wb", overwrite=overwrite) as f:
-            picture.save(f, format="PNG")
-
-    @staticmethod
-    def _write_nifti(mask: np.ndarray, affine: np.ndarray, path: str, overwrite: bool, header: Any = None) -> None:
-        import nibabel as nib
-
-        image = nib.Nifti1Image(mask.astype(np.uint8), np.asarray(affine, dtype=np.float64), header=header)
-        image.set_data_dtype(np.uint8)
-        image.header.set_slope_inter(1, 0)
-        data = image.to_bytes()
-        with atomic_write(path, mode="wb", overwrite=overwrite) as f:
-            f.write(gzip.compress(data, compresslevel=6, mtime=0) if path.endswith(".gz") else data)
-
     def write_mask(self, mask: np.ndarray, image: str, original: torch.Tensor, path: str, overwrite: bool) -> None:
         """Mask in the input's format: PNG for pictures, NIfTI with the input's (NIfTI or DICOM) geometry otherwise."""
         kind = input_format(image)
         if kind == "picture":
-            self._write_png(mask, path, overwrite)
+            write_mask(mask, path, overwrite=overwrite)
             return
         if kind == "nifti":
             import nibabel as nib
 
             source = nib.load(os.fspath(image))
-            header = source.header.copy()
-            data = mask
-            if data.shape != tuple(source.shape):
-                if data.size != int(np.prod(source.shape)):
+            if mask.shape != tuple(source.shape):
+                if mask.size != int(np.prod(source.shape)):
                     raise ValueError(
                         f"Mask shape {mask.shape} does not fit the NIfTI '{image}' of shape {source.shape}."
                     )
-                data = data.reshape(source.shape)  # e.g. a trailing singleton axis of a 2D NIfTI
-            header.set_data_shape(data.shape)
-            self._write_nifti(data, source.affine, path, overwrite, header=header)
+                mask = mask.reshape(source.shape)  # e.g. a trailing singleton axis of a 2D NIfTI
+            write_mask(mask, path, source.affine, header=source.header, overwrite=overwrite)
             return
         meta = getattr(original, "meta", {}) or {}
         affine = _numpy(meta.get("original_affine", meta.get("affine", np.eye(4))))
         if mask.ndim == 2:  # one DICOM slice: a one-slice volume in the slice's geometry
             mask = mask[..., None]
-        self._write_nifti(mask, affine, path, overwrite)
+        write_mask(mask, path, affine, overwrite=overwrite)
 
     def write_overlay(self, mask: np.ndarray, original: torch.Tensor, text: str, path: str, overwrite: bool) -> None:
         image = _numpy(original).astype(np.float32)  # [C, x, y(, z)]

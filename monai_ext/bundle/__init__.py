@@ -13,7 +13,15 @@ from .export import (
     run_torchscript,
 )
 from .monailabel import Overrides, prepare_app_bundle
-from .packaging import MANIFEST_NAME, large_file_paths, package_bundle, vendored_requirements, verify_bundle_archive
+from .packaging import (
+    MANIFEST_NAME,
+    config_references,
+    large_file_paths,
+    package_bundle,
+    vendored_files,
+    vendored_requirements,
+    verify_bundle_archive,
+)
 from .parser import (
     bundle_parser,
     default_checkpoint,
@@ -28,6 +36,7 @@ __all__ = [
     "bundle_parser",
     "bundle_run_command",
     "check_ckpt_export",
+    "config_references",
     "default_checkpoint",
     "disabled_text_caches",
     "example_inputs",
@@ -47,6 +56,7 @@ __all__ = [
     "run_onnx",
     "run_torchscript",
     "text_only_transforms",
+    "vendored_files",
     "vendored_requirements",
     "verify_bundle_archive",
 ]

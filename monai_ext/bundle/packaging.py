@@ -2,16 +2,24 @@
 
 A bundle's configs reference ``monai_ext`` (``"_target_": "monai_ext.networks.nets.TGCNet"``). A Model Zoo user has
 MONAI and the packages in ``required_packages_version`` but not this repository, so :func:`package_bundle` copies the
-package source into the archive as ``<bundle>/scripts/monai_ext/`` and generates ``<bundle>/scripts/__init__.py``,
+code the archive needs into it as ``<bundle>/scripts/monai_ext/`` and generates ``<bundle>/scripts/__init__.py``,
 which puts ``<bundle>/scripts`` on ``sys.path``. Every config with an ``imports`` list gets ``"$import scripts"`` as
 its first import, so ``import monai_ext`` (and every ``monai_ext.`` target) resolves to the bundled copy.
+
+What is vendored (:func:`vendored_files`): the modules that the archive's configs name (``_target_`` values, the names
+in ``$`` expressions and ``$import`` lines), the modules those import (the closure, read with ``ast``; an
+``__init__.py`` that imports its siblings brings them along), every package ``__init__.py`` on the way, and the data
+files those modules name (``clip_configs/*.json`` next to ``clip.py``), nothing else: no tooling, no applications.
+The demo configs (``configs/demo*``, which make synthetic data with ``monai_ext.demo``) go in by default;
+``include_demo=False`` leaves them out, and with them the demo generators.
 
 How MONAI finds bundle-local code: ``"$import scripts"`` is the Model Zoo convention; MONAI evaluates a config's
 import statements (in order, before anything else is parsed) with ``optional_import``, and ``scripts`` is found
 because ``python -m monai.bundle run`` puts the current folder on ``sys.path`` - run it from the bundle folder, as the
 Model Zoo documents. (``ConfigWorkflow.run`` also inserts the bundle root into ``sys.path``, but only after
 ``initialize`` has parsed the configs, too late for imports.) Run from elsewhere, the import fails silently; every
-config's ``initialize`` therefore starts with :func:`monai_ext.bundled_code.check_bundled_code`, which logs which copy is in use.
+config's ``initialize`` therefore starts with :func:`monai_ext.bundled_code.check_bundled_code` (imported by
+``"$import monai_ext.bundled_code"``, the second import), which logs which copy is in use.
 
 The archive is deterministic (sorted entries, fixed timestamps) and holds ``<bundle>/sha256sums.txt``: the SHA-256 of
 every other file, in ``sha256sum`` format (``cd <bundle> && sha256sum -c sha256sums.txt``). Files listed in
@@ -33,15 +41,20 @@ import os
 import re
 import sys
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from monai.bundle.reference_resolver import ReferenceResolver
 
 from monai_ext.io import atomic_write
 
 __all__ = [
     "MANIFEST_NAME",
+    "DEMO_CONFIGS",
+    "config_references",
     "package_bundle",
     "verify_bundle_archive",
+    "vendored_files",
     "vendored_requirements",
     "large_file_paths",
 ]
@@ -50,6 +63,10 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "sha256sums.txt"
 SCRIPTS_IMPORT = "$import scripts"
+BUNDLED_CODE_IMPORT = "$import monai_ext.bundled_code"
+# Configs (relative to the bundle) that make synthetic data with monai_ext.demo; ``include_demo=False`` leaves them out.
+DEMO_CONFIGS = ("configs/demo*",)
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 BASE_REQUIREMENTS = ("monai", "torch", "numpy")
 WEIGHT_PATTERNS = ("*.pt", "*.pth", "*.ts", "*.onnx", "*.ckpt", "*.safetensors", "*.bin")
 RUN_OUTPUT_DIRS = ("runs", "eval", "predictions", "demo_data", "mlruns", "outputs", "exported")
@@ -147,8 +164,9 @@ def _package_files(package: str) -> tuple[str, list[str]]:
 
 
 def _rewrite_config(data: bytes, name: str, packages: Sequence[str] = ()) -> bytes:
-    """Prepend ``"$import scripts"`` to a JSON config's ``imports`` and, when ``monai_ext`` is bundled, a
-    :func:`check_bundled_code` call to its ``initialize`` (other files unchanged)."""
+    """Prepend ``"$import scripts"`` to a JSON config's ``imports`` and, when ``monai_ext`` is bundled,
+    ``"$import monai_ext.bundled_code"`` to them and a :func:`check_bundled_code` call to its ``initialize`` (other
+    files unchanged)."""
     if not name.endswith(".json"):
         return data
     try:
@@ -159,8 +177,9 @@ def _rewrite_config(data: bytes, name: str, packages: Sequence[str] = ()) -> byt
         return data
     changed = False
     imports = config.get("imports")
-    if isinstance(imports, list) and not (imports and imports[0] == SCRIPTS_IMPORT):
-        config["imports"] = [SCRIPTS_IMPORT] + [i for i in imports if i != SCRIPTS_IMPORT]
+    leading = [SCRIPTS_IMPORT] + ([BUNDLED_CODE_IMPORT] if "monai_ext" in packages else [])
+    if isinstance(imports, list) and imports[: len(leading)] != leading:
+        config["imports"] = leading + [i for i in imports if i not in leading]
         changed = True
     initialize = config.get("initialize")
     check = f"$monai_ext.bundled_code.check_bundled_code(@bundle_root, {list(packages)!r})"
@@ -170,6 +189,233 @@ def _rewrite_config(data: bytes, name: str, packages: Sequence[str] = ()) -> byt
     if not changed:
         return data
     return (json.dumps(config, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _load_config(data: bytes, name: str) -> Any:
+    if name.endswith(".json"):
+        return json.loads(data.decode("utf-8"))
+    import yaml
+
+    return yaml.safe_load(data.decode("utf-8"))
+
+
+def _dotted_name(node: ast.AST) -> str | None:
+    """``a.b.c`` for a name or an attribute chain on a name, else ``None``."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        parent = _dotted_name(node.value)
+        return None if parent is None else f"{parent}.{node.attr}"
+    return None
+
+
+def _expression_references(expression: str, packages: Sequence[str]) -> set[str]:
+    """Dotted names rooted in ``packages`` that a config expression (without its ``$``) uses or imports."""
+    # MONAI swaps each "@id" for a lookup before evaluating; a plain name keeps the text parseable.
+    source = ReferenceResolver.id_matcher.sub("_ref", ReferenceResolver.normalize_id(expression))
+    try:
+        tree = ast.parse(source.strip(), mode="exec")
+    except SyntaxError as error:
+        raise ValueError(f"Config expression '${expression}' is not Python: {error}") from error
+    names: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        dotted = _dotted_name(node)
+        if dotted is not None:
+            names.add(dotted)
+            return
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.update(f"{node.module}.{alias.name}" if alias.name != "*" else node.module for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return {name for name in names if name.split(".")[0] in packages}
+
+
+def config_references(config: Any, packages: Sequence[str] = ("monai_ext",)) -> set[str]:
+    """Dotted names rooted in ``packages`` that a parsed config names: ``_target_`` values and the names used or
+    imported in ``$`` expressions (``"$import monai_ext.data"``, ``"$monai_ext.distributed.local_device()"``).
+
+    Other text (descriptions that mention ``monai_ext``) is not code and is ignored.
+
+    Example::
+
+        >>> config = {"imports": ["$import monai_ext"], "net": {"_target_": "monai_ext.networks.nets.TGCNet"}}
+        >>> sorted(config_references(config))
+        ['monai_ext', 'monai_ext.networks.nets.TGCNet']
+    """
+    names: set[str] = set()
+    if isinstance(config, dict):
+        target = config.get("_target_")
+        if isinstance(target, str) and not target.startswith("$") and target.split(".")[0] in packages:
+            names.add(target)
+        for value in config.values():
+            names |= config_references(value, packages)
+    elif isinstance(config, list):
+        for value in config:
+            names |= config_references(value, packages)
+    elif isinstance(config, str) and config.startswith("$"):
+        names |= _expression_references(config[1:], packages)
+    return names
+
+
+class _PackageSource:
+    """The modules and data files of importable packages, read from their folders (nothing of them is imported)."""
+
+    def __init__(self, packages: Sequence[str]):
+        self.packages = tuple(packages)
+        self.files: dict[str, str] = {}  # archive path below scripts/ ("monai_ext/clip.py") -> source file
+        self.modules: dict[str, str] = {}  # module name -> archive path
+        self.package_dirs: set[str] = set()  # archive folders with an __init__.py ("monai_ext/text")
+        self.data: list[str] = []  # archive paths of files that are no module
+        for package in packages:
+            root, files = _package_files(package)
+            dirs = {os.path.dirname(rel) for rel in files if os.path.basename(rel) == "__init__.py"}
+            self.package_dirs |= {f"{package}/{d.replace(os.sep, '/')}".rstrip("/") for d in dirs}
+            for rel in files:
+                path = f"{package}/{rel.replace(os.sep, '/')}"
+                self.files[path] = os.path.join(root, rel)
+                if rel.endswith(".py") and os.path.dirname(rel) in dirs:
+                    module = path[: -len(".py")].removesuffix("/__init__").replace("/", ".")
+                    self.modules[module] = path
+                else:
+                    self.data.append(path)
+        self._trees: dict[str, ast.Module] = {}
+
+    def tree(self, module: str) -> ast.Module:
+        if module not in self._trees:
+            with open(self.files[self.modules[module]], encoding="utf-8") as f:
+                self._trees[module] = ast.parse(f.read(), filename=self.files[self.modules[module]])
+        return self._trees[module]
+
+    def module_of(self, name: str) -> str:
+        """The module that defines ``name``: its longest prefix that is a module (``monai_ext.data.Foo`` ->
+        ``monai_ext.data``)."""
+        parts = name.split(".")
+        for end in range(len(parts), 1, -1):
+            if ".".join(parts[:end]) in self.modules:
+                return ".".join(parts[:end])
+        return parts[0]  # the package itself
+
+    def package_of(self, module: str) -> str:
+        """The package a module lives in (a package's own ``__init__`` lives in the package itself)."""
+        is_package = self.modules[module].endswith("/__init__.py")
+        return module if is_package else module.rpartition(".")[0]
+
+    def imported_modules(self, module: str) -> set[str]:
+        """Modules of the bundled packages that ``module`` imports (absolute or relative imports)."""
+        found = set()
+        for node in ast.walk(self.tree(module)):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+                submodules: list[str] = []
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    package = self.package_of(module).split(".")
+                    package = package[: len(package) - node.level + 1]
+                    base = ".".join(package + ([base] if base else []))
+                targets = [base]
+                submodules = [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            found.update(self.module_of(t) for t in targets if t.split(".")[0] in self.packages)
+            found.update(s for s in submodules if s in self.modules)
+        return found
+
+    def closure(self, names: Iterable[str]) -> set[str]:
+        """The modules that importing ``names`` runs: theirs, what they import, and every package on the way."""
+        pending = [self.module_of(name) for name in names]
+        done: set[str] = set()
+        while pending:
+            module = pending.pop()
+            if module in done:
+                continue
+            done.add(module)
+            parts = module.split(".")
+            pending += [".".join(parts[:end]) for end in range(1, len(parts))]
+            pending += self.imported_modules(module)
+        return done
+
+    def named_data(self, modules: Iterable[str]) -> list[str]:
+        """Data files that ``modules`` name: a file (or the folder holding it) next to a module whose source has a
+        string starting with its name (``"clip_configs"`` in ``clip.py`` for ``clip_configs/tiny.json``)."""
+        named: dict[str, set[str]] = {}  # package folder -> first path components its modules' strings name
+        for module in modules:
+            folder = self.package_of(module).replace(".", "/")
+            strings = named.setdefault(folder, set())
+            for node in ast.walk(self.tree(module)):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    strings.add(re.split(r"[/\\]", node.value, maxsplit=1)[0])
+        found = []
+        for path in self.data:
+            folder = path.rpartition("/")[0]
+            while folder not in self.package_dirs:  # the package folder that holds the data
+                folder = folder.rpartition("/")[0]
+            if path[len(folder) + 1 :].split("/")[0] in named.get(folder, ()):
+                found.append(path)
+        return found
+
+
+def _vendored(configs: Mapping[str, bytes], packages: Sequence[str]) -> dict[str, str]:
+    """Archive path below ``scripts/`` -> source file, for the code and data that ``configs`` (bundle path -> the
+    content that goes into the archive) need."""
+    references: set[str] = set()
+    for rel, data in configs.items():
+        try:
+            references |= config_references(_load_config(data, rel), packages)
+        except ValueError as error:
+            raise ValueError(f"Config '{rel}': {error}") from error
+    source = _PackageSource(packages)
+    modules = source.closure(references)
+    paths = sorted([source.modules[m] for m in modules] + source.named_data(modules))
+    return {path: source.files[path] for path in paths}
+
+
+def _bundle_entries(
+    bundle_dir: str, exclude: Sequence[str], packages: Sequence[str]
+) -> tuple[dict[str, bytes], list[str]]:
+    """(bundle path with ``/`` -> content as it goes into the archive, skipped bundle paths)."""
+    included, skipped = _bundle_files(bundle_dir, exclude)
+    entries = {}
+    for rel in included:
+        with open(os.path.join(bundle_dir, rel), "rb") as f:
+            data = f.read()
+        if rel.startswith("configs" + os.sep):
+            data = _rewrite_config(data, rel, packages)
+        entries[rel.replace(os.sep, "/")] = data
+    return entries, skipped
+
+
+def _archive_configs(entries: Mapping[str, bytes]) -> dict[str, bytes]:
+    return {rel: data for rel, data in entries.items() if rel.startswith("configs/") and rel.endswith(CONFIG_SUFFIXES)}
+
+
+def _excludes(exclude: Sequence[str], include_demo: bool) -> list[str]:
+    return [*exclude, *(() if include_demo else DEMO_CONFIGS)]
+
+
+def vendored_files(
+    bundle_dir: str, packages: Sequence[str] = ("monai_ext",), include_demo: bool = True, exclude: Sequence[str] = ()
+) -> dict[str, str]:
+    """The code :func:`package_bundle` puts into ``<bundle>/scripts/``: archive path below ``scripts/``
+    (``"monai_ext/networks/nets/tgcnet.py"``) -> source file.
+
+    These are the modules of ``packages`` named by the configs that go into the archive (see
+    :func:`config_references`; the configs as packaged, with the :func:`check_bundled_code` call), every module
+    those import, the packages on the way and the data files those modules name.
+
+    Args:
+        bundle_dir: bundle folder.
+        packages: importable packages whose code the configs reference.
+        include_demo: whether the demo configs (:data:`DEMO_CONFIGS`) go into the archive.
+        exclude: more glob patterns (relative to the bundle) left out of the archive.
+    """
+    entries, _ = _bundle_entries(os.path.abspath(bundle_dir), _excludes(exclude, include_demo), packages)
+    return _vendored(_archive_configs(entries), packages)
 
 
 def _module_level_imports(source: str, filename: str) -> tuple[set[str], set[str]]:
@@ -196,9 +442,14 @@ def _normalise(name: str) -> str:
 
 
 def vendored_requirements(
-    packages: Sequence[str] = ("monai_ext",), required_packages: Iterable[str] = ()
+    files: Iterable[str], required_packages: Iterable[str] = (), packages: Sequence[str] = ("monai_ext",)
 ) -> dict[str, list[str]]:
-    """Third-party modules the vendored packages import, checked against MONAI's base set and ``required_packages``.
+    """Third-party modules the vendored code imports, checked against MONAI's base set and ``required_packages``.
+
+    Args:
+        files: the vendored source files (``vendored_files(bundle_dir).values()``); only ``.py`` files are read.
+        required_packages: the distributions a user installs (metadata's ``required_packages_version``).
+        packages: the vendored packages themselves (their imports are covered).
 
     Returns:
         ``{"missing": [...], "optional": [...]}``: module-level imports not covered (the bundle would fail to import
@@ -208,14 +459,12 @@ def vendored_requirements(
     allowed = {_normalise(p) for p in (*BASE_REQUIREMENTS, *required_packages)}
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     required, optional = set(), set()
-    for package in packages:
-        root, files = _package_files(package)
-        for rel in files:
-            if rel.endswith(".py"):
-                with open(os.path.join(root, rel), encoding="utf-8") as f:
-                    req, opt = _module_level_imports(f.read(), rel)
-                required |= req
-                optional |= opt
+    for path in files:
+        if path.endswith(".py"):
+            with open(path, encoding="utf-8") as f:
+                req, opt = _module_level_imports(f.read(), path)
+            required |= req
+            optional |= opt
 
     def covered(module: str) -> bool:
         if module in stdlib or module in packages:
@@ -246,6 +495,7 @@ def package_bundle(
     packages: Sequence[str] = ("monai_ext",),
     name: str | None = None,
     exclude: Sequence[str] = (),
+    include_demo: bool = True,
     check_requirements: bool = True,
     overwrite: bool = False,
 ) -> dict[str, Any]:
@@ -254,9 +504,12 @@ def package_bundle(
     Args:
         bundle_dir: bundle folder (``configs/``, ``docs/``, ``LICENSE``...).
         output: zip path.
-        packages: importable packages copied to ``<bundle>/scripts/<package>/``.
+        packages: importable packages whose code the configs reference; the part of them that the archive's configs
+            need (:func:`vendored_files`) is copied to ``<bundle>/scripts/<package>/``.
         name: folder name inside the archive (default: the bundle folder's name).
         exclude: more glob patterns (relative to the bundle) to leave out.
+        include_demo: keep the demo configs (:data:`DEMO_CONFIGS`) and so the demo generators they call; ``False``
+            leaves both out.
         check_requirements: refuse to package when the vendored code imports, at module level, a third-party module
             that is neither MONAI/PyTorch/NumPy nor in the metadata's ``required_packages_version``.
         overwrite: replace an existing archive.
@@ -279,7 +532,11 @@ def package_bundle(
     if not overwrite and os.path.lexists(output):
         raise FileExistsError(f"Output '{output}' already exists; pass overwrite=True to replace it.")
 
-    requirements = vendored_requirements(packages, metadata.get("required_packages_version", {}) or {})
+    bundle_entries, skipped = _bundle_entries(bundle_dir, _excludes(exclude, include_demo), packages)
+    vendored = _vendored(_archive_configs(bundle_entries), packages)
+    requirements = vendored_requirements(
+        vendored.values(), metadata.get("required_packages_version", {}) or {}, packages
+    )
     if check_requirements and requirements["missing"]:
         raise ValueError(
             f"The bundled code imports {requirements['missing']} at module level, but metadata.json's "
@@ -287,22 +544,13 @@ def package_bundle(
             "versions) or pass check_requirements=False."
         )
 
-    entries: dict[str, bytes] = {}
-    included, skipped = _bundle_files(bundle_dir, exclude)
-    for rel in included:
-        with open(os.path.join(bundle_dir, rel), "rb") as f:
-            data = f.read()
-        if rel.startswith("configs" + os.sep):
-            data = _rewrite_config(data, rel, packages)
-        entries[f"{name}/{rel.replace(os.sep, '/')}"] = data
-    for package in packages:
-        root, files = _package_files(package)
-        for rel in files:
-            target = f"{name}/scripts/{package}/{rel.replace(os.sep, '/')}"
-            if target in entries:
-                raise ValueError(f"The bundle already has '{target}'; remove it (the package is copied by packaging).")
-            with open(os.path.join(root, rel), "rb") as f:
-                entries[target] = f.read()
+    entries = {f"{name}/{rel}": data for rel, data in bundle_entries.items()}
+    for path, source in vendored.items():
+        target = f"{name}/scripts/{path}"
+        if target in entries:
+            raise ValueError(f"The bundle already has '{target}'; remove it (the package is copied by packaging).")
+        with open(source, "rb") as f:
+            entries[target] = f.read()
     init_name = f"{name}/scripts/__init__.py"
     generated = SCRIPTS_INIT.format(packages=", ".join(packages), package_names=tuple(packages)).encode("utf-8")
     entries[init_name] = generated + (b"\n" + entries[init_name] if init_name in entries else b"")

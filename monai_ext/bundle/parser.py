@@ -63,6 +63,9 @@ def bundle_parser(
     parser["bundle_root"] = bundle_dir
     for key, value in (overrides or {}).items():
         parser[key] = value
+    if "flag_check" in parser:
+        # The switch check a bundle run makes in `initialize`, for callers that build components without running it.
+        parser.get_parsed_content("flag_check")
     return parser
 
 

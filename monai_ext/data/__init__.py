@@ -31,12 +31,14 @@ from monai_ext.data.transforms import (
     LabelValueError,
     RandomTextd,
     RecordSpacingd,
+    SelectOutput,
+    SelectOutputd,
     ValidateLabelValues,
     ValidateLabelValuesd,
 )
 from monai_ext.data.validation import DatasetValidationError, ValidationReport, check_loadable
 from monai_ext.data.volume import VolumeSlicer, expand_volume_records, slice_volume, stack_slices
-from monai_ext.data.writers import SafeSaveImaged, atomic_image_writer
+from monai_ext.data.writers import SafeSaveImaged, atomic_image_writer, compact_dtype, write_mask, write_nifti
 
 __all__ = [
     "datalist_keys",
@@ -56,6 +58,8 @@ __all__ = [
     "RandomTextd",
     "RecordSpacingd",
     "SafeSaveImaged",
+    "SelectOutput",
+    "SelectOutputd",
     "ShapeMismatchError",
     "SkipFailedDataset",
     "ValidateLabelValues",
@@ -64,6 +68,7 @@ __all__ = [
     "VolumeSlicer",
     "atomic_image_writer",
     "check_loadable",
+    "compact_dtype",
     "describe_item",
     "expand_volume_records",
     "find_lvit_text_table",
@@ -78,5 +83,7 @@ __all__ = [
     "stack_slices",
     "validate_lvit_split",
     "validate_text_datalist",
+    "write_mask",
+    "write_nifti",
     "write_text_datalist",
 ]

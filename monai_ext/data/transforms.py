@@ -1,5 +1,6 @@
-"""Dataset transforms: one report drawn from several (:class:`RandomTextd`), checks of label values, and the pixel
-spacing kept for evaluation (:class:`RecordSpacingd`)."""
+"""Dataset transforms: one report drawn from several (:class:`RandomTextd`), checks of label values, the pixel
+spacing kept for evaluation (:class:`RecordSpacingd`), and the logits picked from a network's training outputs
+(:class:`SelectOutputd`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ __all__ = [
     "ValidateLabelValues",
     "ValidateLabelValuesd",
     "RecordSpacingd",
+    "SelectOutput",
+    "SelectOutputd",
 ]
 
 
@@ -212,4 +215,48 @@ class RecordSpacingd(MapTransform):
         pixdim = getattr(image, "pixdim", None) if getattr(image, "meta", None) else None
         spacing = torch.ones(spatial_dims, dtype=torch.float64) if pixdim is None else torch.as_tensor(pixdim)
         d[self.output_key] = spacing.to(torch.float64)[:spatial_dims].clone()
+        return d
+
+
+class SelectOutput(Transform):
+    """A network's output dict -> its ``output_key`` entry; a tensor passes unchanged.
+
+    Networks with auxiliary outputs (``TGCNet``, ``VLSANet``) return a dict in training mode and the logits alone in
+    eval mode, so postprocessing shared by a trainer and an evaluator starts with this to get the logits in both.
+
+    Args:
+        output_key: the entry holding the logits.
+
+    Example::
+
+        SelectOutput()({"pred": logits, "similarity": similarity})  # logits
+        SelectOutput()(logits)  # logits
+    """
+
+    def __init__(self, output_key: str = "pred"):
+        self.output_key = output_key
+
+    def __call__(self, output: NdarrayOrTensor | Mapping[Hashable, Any]) -> Any:
+        if isinstance(output, Mapping):
+            return output[self.output_key]
+        return output
+
+
+class SelectOutputd(MapTransform):
+    """Dictionary version of :class:`SelectOutput`: the entries ``keys`` holding a network's output (a dict of
+    outputs, as decollated by MONAI's trainers, or a tensor) become the logits.
+
+    Example::
+
+        SelectOutputd(keys="pred")({"pred": {"pred": logits, "similarity": similarity}})["pred"]  # logits
+    """
+
+    def __init__(self, keys: KeysCollection = "pred", output_key: str = "pred", allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.select = SelectOutput(output_key)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.select(d[key])
         return d

@@ -8,7 +8,6 @@ A slice ``k`` along ``axis`` of a volume with affine ``A`` is written as a 2D NI
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -17,36 +16,10 @@ import numpy as np
 import torch
 
 from monai_ext.data.readers import CheckedLoadImage, ShapeMismatchError
-from monai_ext.io import NIFTI_SUFFIXES, atomic_write, image_stem
+from monai_ext.data.writers import compact_dtype, write_mask, write_nifti
+from monai_ext.io import NIFTI_SUFFIXES, image_stem
 
 __all__ = ["VolumeSlicer", "slice_volume", "stack_slices", "expand_volume_records"]
-
-
-def _to_nifti_bytes(array: np.ndarray, affine: np.ndarray, path: str, header: Any = None) -> bytes:
-    """A single-file NIfTI-1 image as bytes, gzip-compressed when ``path`` ends in ``.gz``."""
-    import nibabel as nib
-
-    image = nib.Nifti1Image(array, affine, header=header)
-    image.set_data_dtype(array.dtype)
-    data = image.to_bytes()
-    return gzip.compress(data, compresslevel=1) if path.endswith(".gz") else data
-
-
-def _write_nifti(array: np.ndarray, affine: np.ndarray, path: str, overwrite: bool, header: Any = None) -> None:
-    with atomic_write(path, mode="wb", overwrite=overwrite) as f:
-        f.write(_to_nifti_bytes(array, affine, path, header))
-
-
-def _compact_dtype(array: np.ndarray) -> np.ndarray:
-    """uint8 for boolean or small non-negative integer maps (masks), float32 for anything else."""
-    if array.dtype == bool:
-        return array.astype(np.uint8)
-    if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.uint8) if array.size and array.min() >= 0 and array.max() <= 255 else array
-    rounded = np.rint(array)
-    if array.size and np.array_equal(rounded, array) and array.min() >= 0 and array.max() <= 255:
-        return rounded.astype(np.uint8)
-    return array.astype(np.float32)
 
 
 def _slice_affine(affine: np.ndarray, axis: int, index: int) -> np.ndarray:
@@ -115,7 +88,7 @@ class VolumeSlicer:
                 raise ShapeMismatchError(
                     f"Label '{label_path}' has shape {label.shape} but volume '{volume_path}' has {image.shape}."
                 )
-            label = _compact_dtype(label)
+            label = compact_dtype(label)  # once for the volume, so that all its slices share one dtype
         stem, num_slices = image_stem(volume_path), image.shape[self.axis]
         records = []
         for index in range(num_slices):
@@ -137,9 +110,9 @@ class VolumeSlicer:
         for record in records:
             index = record["slice_index"]
             slice_affine = _slice_affine(affine, self.axis, index)
-            _write_nifti(np.take(image, index, axis=self.axis), slice_affine, record["image"], self.overwrite)
+            write_nifti(np.take(image, index, axis=self.axis), slice_affine, record["image"], self.overwrite)
             if label is not None:
-                _write_nifti(np.take(label, index, axis=self.axis), slice_affine, record["label"], self.overwrite)
+                write_nifti(np.take(label, index, axis=self.axis), slice_affine, record["label"], self.overwrite)
         return records
 
     def _reference_geometry(self, reference_path: str) -> tuple[tuple[int, ...], np.ndarray, Any]:
@@ -203,8 +176,7 @@ class VolumeSlicer:
                     f"Slice prediction {index} has shape {array.shape}; slices of '{reference_path}' are {slice_shape}."
                 )
             slices.append(array)
-        volume = _compact_dtype(np.stack(slices, axis=self.axis))
-        _write_nifti(volume, affine, out_path, self.overwrite, header=header.copy() if header is not None else None)
+        write_mask(np.stack(slices, axis=self.axis), out_path, affine, header=header, overwrite=self.overwrite)
         return out_path
 
     def expand(

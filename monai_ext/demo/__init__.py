@@ -1,6 +1,8 @@
 """Synthetic demo datasets written as real files (PNG, NIfTI, CSV, JSON), deterministic for a given seed.
 
 - :func:`make_chest_xray_dataset`: chest X-rays whose report names a subset of the lesions (LViT / QaTa-COV19 layout).
+- :func:`make_chest_xray_kinds_dataset`: demo task v2, lesions of three kinds named by clinical term and zone; and
+  :func:`make_caption_corpus`, the plain-word caption corpus for pretraining a tiny CLIP.
 - :func:`make_fundus_dataset`: fundus photographs with optic disc/cup labels from four imitation cameras.
 - :func:`make_cardiac_dataset`: short-axis cardiac MRI volumes (LV, myocardium, RV) in bSSFP/LGE/T2-like sequences.
 - :func:`make_demo_data`: the fundus or cardiac set laid out per domain, as the domain-generalisation experiment reads it.
@@ -28,6 +30,20 @@ from .chest_xray import (
     parse_report_zones,
     render_chest_xray,
 )
+from .chest_xray_kinds import (
+    CAPTION_APPEARANCE,
+    CORPUS_SOURCES,
+    LESION_KINDS,
+    REPORT_PHRASINGS,
+    compose_findings_report,
+    make_caption_corpus,
+    make_chest_xray_kinds_dataset,
+    make_kinds_rereported_split,
+    mask_for_findings,
+    oracle_channels,
+    parse_report_findings,
+    render_chest_xray_kinds,
+)
 from .common import MARKER_FILE, sample_rng
 from .dicom import write_dicom_ct_slice
 from .domains import DEMO_DOMAINS, make_demo_data
@@ -47,6 +63,18 @@ __all__ = [
     "render_chest_xray",
     "make_chest_xray_dataset",
     "make_rereported_split",
+    "LESION_KINDS",
+    "REPORT_PHRASINGS",
+    "CORPUS_SOURCES",
+    "CAPTION_APPEARANCE",
+    "compose_findings_report",
+    "parse_report_findings",
+    "mask_for_findings",
+    "oracle_channels",
+    "render_chest_xray_kinds",
+    "make_chest_xray_kinds_dataset",
+    "make_kinds_rereported_split",
+    "make_caption_corpus",
     "FundusDomain",
     "FUNDUS_DOMAINS",
     "FUNDUS_LABELS",

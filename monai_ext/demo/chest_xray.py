@@ -28,7 +28,6 @@ from .common import (
     check_image_size,
     ellipse_radius,
     normalized_grid,
-    read_existing_dataset,
     sample_rng,
     smooth_noise,
     staged_output_dir,
@@ -306,7 +305,6 @@ def make_chest_xray_dataset(
     seed: int = 0,
     name_all_lesions: bool = False,
     overwrite: bool = False,
-    reuse_existing: bool = False,
 ) -> dict:
     """Write a synthetic report-referred chest X-ray dataset in LViT (QaTa-COV19) layout.
 
@@ -335,8 +333,6 @@ def make_chest_xray_dataset(
         seed: random seed; the same seed gives byte-identical files.
         name_all_lesions: reports name every lesion (masks then hold all of them).
         overwrite: replace an existing synthetic dataset in ``out_dir``.
-        reuse_existing: when ``out_dir`` already holds a synthetic chest X-ray dataset, return it as it is (the demo
-            configs' ``initialize`` makes the data once and reuses it on later runs).
 
     Returns:
         summary dict: ``out_dir``, ``datalist``, ``counts`` per split, ``lesions_present``, ``lesions_named``.
@@ -355,10 +351,6 @@ def make_chest_xray_dataset(
     out_dir = os.path.abspath(os.fspath(out_dir))
     datalist: dict[str, list[dict]] = {}
     lesions_present = lesions_named = 0
-    if reuse_existing:
-        existing = read_existing_dataset(out_dir, "make_chest_xray_dataset")
-        if existing is not None:
-            return existing
     with staged_output_dir(out_dir, overwrite=overwrite) as staging:
         for split_index, (key, prefix) in enumerate(LVIT_SPLITS.items()):
             folder = f"{prefix}_Folder"

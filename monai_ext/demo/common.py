@@ -25,7 +25,6 @@ from PIL import Image
 
 __all__ = [
     "MARKER_FILE",
-    "read_existing_dataset",
     "sample_rng",
     "staged_output_dir",
     "write_png",
@@ -71,26 +70,6 @@ def _check_replaceable(out_dir: str, overwrite: bool) -> None:
             f"'{MARKER_FILE}' in it); refusing to replace it even with overwrite=True. Choose another folder.",
             out_dir,
         )
-
-
-def read_existing_dataset(out_dir: str | os.PathLike, generator: str) -> dict | None:
-    """The summary of the synthetic dataset ``generator`` wrote to ``out_dir`` (its :data:`MARKER_FILE` plus
-    ``out_dir`` and ``datalist``), or None when the folder holds none.
-
-    Raises:
-        FileExistsError: ``out_dir`` holds a dataset of another generator.
-    """
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    marker = os.path.join(out_dir, MARKER_FILE)
-    if not os.path.isfile(marker):
-        return None
-    with open(marker, encoding="utf-8") as f:
-        summary = json.load(f)
-    if summary.get("generator") != generator:
-        raise FileExistsError(
-            errno.EEXIST, f"'{out_dir}' holds a dataset of {summary.get('generator')!r}, not of {generator!r}", out_dir
-        )
-    return {**summary, "out_dir": out_dir, "datalist": os.path.join(out_dir, "datalist.json")}
 
 
 @contextmanager

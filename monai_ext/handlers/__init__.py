@@ -6,7 +6,7 @@ from .failure_report import FailureReport
 from .loader_monitor import LoaderWaitMonitor
 from .overlay_writer import OverlayWriter
 from .progress import ItemProgressBar
-from .report_writer import RegionReportWriter, SegmentationReportWriter
+from .report_writer import SegmentationReportWriter
 from .trainer_checkpoint import TrainerCheckpoint
 from .utils import as_index_map, item_name, item_spacing, output_items, picture_axes
 
@@ -23,7 +23,6 @@ __all__ = [
     "output_items",
     "OverlayWriter",
     "picture_axes",
-    "RegionReportWriter",
     "SegmentationReportWriter",
     "TrainerCheckpoint",
 ]

@@ -8,7 +8,6 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
-from monai_ext.flags import ensure_flag
 from monai_ext.io import atomic_write_json
 
 __all__ = ["FailureReport"]
@@ -36,8 +35,8 @@ class FailureReport:
     def __init__(self, dataset: Any, output_dir: str, overwrite: bool = False, raise_on_failure: bool = False):
         self.dataset = dataset
         self.output_dir = output_dir
-        self.overwrite = ensure_flag(overwrite, "overwrite")
-        self.raise_on_failure = ensure_flag(raise_on_failure, "raise_on_failure")
+        self.overwrite = overwrite
+        self.raise_on_failure = raise_on_failure
         self.failures: list[dict] = []
 
     def attach(self, engine: Engine) -> None:

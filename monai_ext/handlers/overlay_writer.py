@@ -7,7 +7,6 @@ import os
 
 from ignite.engine import Engine, Events
 
-from monai_ext.flags import ensure_flag
 from monai_ext.handlers.utils import as_index_map, item_name, output_items, picture_axes
 from monai_ext.visualize import save_overlay_png
 
@@ -28,7 +27,7 @@ class OverlayWriter:
     def __init__(self, output_dir: str, max_images: int | None = 16, overwrite: bool = True, text_key: str = "text"):
         self.output_dir = output_dir
         self.max_images = max_images
-        self.overwrite = ensure_flag(overwrite, "overwrite")
+        self.overwrite = overwrite
         self.text_key = text_key
         self._written = 0
 

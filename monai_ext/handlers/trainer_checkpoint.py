@@ -23,7 +23,6 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_ext.checkpoint import CheckpointError, safe_torch_load
-from monai_ext.flags import ensure_flag
 from monai_ext.io import atomic_save
 
 __all__ = ["TrainerCheckpoint"]
@@ -97,7 +96,7 @@ class TrainerCheckpoint:
             raise ValueError(f"save_interval must be >= 1, got {save_interval}.")
         self.save_dir = os.fspath(save_dir)
         self.save_dict = dict(save_dict)
-        self.resume = ensure_flag(resume, "resume")
+        self.resume = resume
         self.save_interval = int(save_interval)
         self.path = os.path.join(self.save_dir, filename)
         self.map_location = map_location

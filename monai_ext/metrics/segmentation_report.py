@@ -1,4 +1,5 @@
-"""Per-image and dataset-level segmentation metrics (Dice, IoU, HD95, NSD) with explicit empty-mask rules."""
+"""Per-image and dataset-level segmentation metrics (Dice, IoU, HD95, NSD) per class or per region, with explicit
+empty-mask rules."""
 
 from __future__ import annotations
 
@@ -67,11 +68,16 @@ class SegmentationReport:
     The summary gives ``per_image_mean`` (LViT's convention) and ``dataset_level`` Dice/IoU from intersections and sizes
     summed over the whole set (GuideDecoder's/TGC-Net's convention). The two differ whenever images differ in lesion size.
 
+    With ``regions`` the report evaluates regions instead of classes, a region being the union of some label values:
+    nested structures are then reported as clinicians read them. For fundus the network predicts exclusive classes
+    (1 disc rim, 2 cup) while the optic disc is ``label in {1, 2}``: ``regions={"optic disc": [1, 2], "optic cup": [2]}``.
+
     Args:
         num_classes: 1 for binary masks (values 0/1); for index maps, the number of labels including background 0.
         class_names: names of the labels: one name for binary, else ``num_classes`` names (or ``num_classes - 1``
             foreground names); default "foreground" / "background", "class_1", ...
-        include_background: also evaluate label 0 (background) as a class.
+        regions: ``{name: label values}`` to evaluate instead of the classes (regions may overlap); None: every class.
+        include_background: also evaluate label 0 (background) as a class (without ``regions`` only).
         spacing: pixel/voxel spacing for HD95 and NSD (a number or one per spatial axis); None: unit spacing.
         nsd_tolerance: boundary tolerance of NSD, in spacing units.
         spatial_dims: 2 for images, 3 for volumes; fixing it keeps a [C, H, W] one-hot from passing for a volume.
@@ -85,12 +91,17 @@ class SegmentationReport:
         report.add("case1", pred_mask, label_mask, extra={"text": report_text})
         report.summary()["dataset_level"]["foreground"]["dice"]
         report.write("eval/")  # report.json, per_image.csv, report.md
+
+        fundus = SegmentationReport(num_classes=3, regions={"optic disc": [1, 2], "optic cup": [2]})
+        fundus.add("eye1", pred_index_map, label_index_map)
+        fundus.summary()["per_image_mean"]["mean_over_regions"]["dice"]
     """
 
     def __init__(
         self,
         num_classes: int = 1,
         class_names: Sequence[str] | None = None,
+        regions: Mapping[str, Sequence[int]] | None = None,
         include_background: bool = False,
         spacing: float | Sequence[float] | None = None,
         nsd_tolerance: float = 2.0,
@@ -102,14 +113,19 @@ class SegmentationReport:
             raise ValueError(f"nsd_tolerance must be a non-negative number, got {nsd_tolerance}.")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if regions is not None and include_background:
+            raise ValueError("include_background applies to classes; with regions, list label 0 in a region instead.")
         self.num_classes = int(num_classes)
         self.spatial_dims = spatial_dims
         # Binary masks are index maps with two labels; the same code then serves both cases.
         self.num_labels = max(2, self.num_classes)
         self.label_names = self._label_names(class_names)
         self.include_background = include_background
-        self.evaluated_labels = list(range(0 if include_background else 1, self.num_labels))
-        self.class_names = [self.label_names[i] for i in self.evaluated_labels]
+        self.regions = None if regions is None else self._checked_regions(regions)
+        first = 0 if include_background else 1
+        # Name of each evaluated class or region -> the label values it is the union of.
+        self.evaluated = self.regions or {self.label_names[i]: [i] for i in range(first, self.num_labels)}
+        self.class_names = list(self.evaluated)  # the names the records, summary and CSV columns use
         self.spacing = spacing
         self.nsd_tolerance = float(nsd_tolerance)
         self.reset()
@@ -128,6 +144,20 @@ class SegmentationReport:
                 f"names or {self.num_labels} names including background, all different."
             )
         return names
+
+    def _checked_regions(self, regions: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+        if not regions:
+            raise ValueError("regions must name at least one region, e.g. {'optic disc': [1, 2]}.")
+        checked = {}
+        for name, values in regions.items():
+            values = [int(v) for v in values]
+            if not values or not all(0 <= v < self.num_labels for v in values):
+                raise ValueError(
+                    f"Region '{name}' has label values {values}; expected some of 0..{self.num_labels - 1} for "
+                    f"num_classes={self.num_classes}."
+                )
+            checked[str(name)] = values
+        return checked
 
     def reset(self) -> None:
         """Forget all images added so far."""
@@ -198,18 +228,16 @@ class SegmentationReport:
                 f"{tuple(label_map.shape)}."
             )
         spacing = self.spacing if spacing is None else spacing
-        labels = torch.as_tensor(self.evaluated_labels)
-        # One-hot [1, C, *spatial] over the evaluated labels only, the layout MONAI's metric functions take.
-        pred_onehot = (pred_map[None] == labels.reshape(-1, *([1] * pred_map.ndim)))[None].double()
-        label_onehot = (label_map[None] == labels.reshape(-1, *([1] * label_map.ndim)))[None].double()
+        pred_onehot, label_onehot = self._masks(pred_map), self._masks(label_map)
+        num_evaluated = len(self.evaluated)
         spatial = tuple(range(2, pred_onehot.ndim))
         intersection = (pred_onehot * label_onehot).sum(spatial)[0]
         pred_size, label_size = pred_onehot.sum(spatial)[0], label_onehot.sum(spatial)[0]
         dice = compute_dice(pred_onehot, label_onehot, include_background=True, ignore_empty=False)[0]
         iou = compute_iou(pred_onehot, label_onehot, include_background=True, ignore_empty=False)[0]
-        present = [i for i in range(len(labels)) if pred_size[i] > 0 and label_size[i] > 0]
-        hd95 = torch.full((len(labels),), float("nan"), dtype=torch.float64)
-        nsd = torch.zeros(len(labels), dtype=torch.float64)
+        present = [i for i in range(num_evaluated) if pred_size[i] > 0 and label_size[i] > 0]
+        hd95 = torch.full((num_evaluated,), float("nan"), dtype=torch.float64)
+        nsd = torch.zeros(num_evaluated, dtype=torch.float64)
         if present:
             pred_present, label_present = pred_onehot[:, present], label_onehot[:, present]
             with warnings.catch_warnings():
@@ -249,6 +277,11 @@ class SegmentationReport:
         self._names.add(name)
         return record
 
+    def _masks(self, index_map: torch.Tensor) -> torch.Tensor:
+        """[1, C, *spatial] masks of the evaluated classes or regions, the layout MONAI's metric functions take."""
+        masks = [torch.isin(index_map, torch.as_tensor(values)) for values in self.evaluated.values()]
+        return torch.stack(masks)[None].double()
+
     def _dataset_level(self, class_name: str) -> dict[str, float]:
         totals = {k: v[class_name] for k, v in self._totals.items()}
         size = totals["pred"] + totals["label"]
@@ -265,7 +298,9 @@ class SegmentationReport:
             ``{"num_images", "classes", "per_image_mean": {class: {dice, iou, hd95, nsd}},
             "dataset_level": {class: {dice, iou}}, "counts": {class: {both_empty, pred_empty, label_empty,
             hd95_undefined, hd95_defined}}, "conventions", "settings"}``; with several classes ``per_image_mean`` and
-            ``dataset_level`` also hold ``"mean_over_classes"``.
+            ``dataset_level`` also hold ``"mean_over_classes"``. With ``regions``, ``"region_names"`` and ``"regions":
+            {region: label values}`` replace ``"classes"``, the metrics are keyed by region and the mean, always there,
+            is ``"mean_over_regions"``.
         """
         per_image: dict[str, dict[str, Any]] = {}
         dataset: dict[str, dict[str, Any]] = {}
@@ -283,17 +318,22 @@ class SegmentationReport:
                 "hd95_undefined": undefined,
                 "hd95_defined": len(rows) - undefined,
             }
-        if len(self.class_names) > 1:
-            per_image["mean_over_classes"] = {m: _mean([per_image[c][m] for c in self.class_names]) for m in METRICS}
-            dataset["mean_over_classes"] = {
-                m: _mean([dataset[c][m] for c in self.class_names]) for m in ("dice", "iou")
-            }
+        # Region reports always carry their mean: the domain-generalisation tables read it.
+        if len(self.class_names) > 1 or self.regions is not None:
+            mean_key = "mean_over_classes" if self.regions is None else "mean_over_regions"
+            per_image[mean_key] = {m: _mean([per_image[c][m] for c in self.class_names]) for m in METRICS}
+            dataset[mean_key] = {m: _mean([dataset[c][m] for c in self.class_names]) for m in ("dice", "iou")}
         if not self.records:
             per_image = {c: {m: float("nan") for m in METRICS} for c in per_image}
             dataset = {c: {m: float("nan") for m in ("dice", "iou")} for c in dataset}
         return {
             "num_images": len(self.records),
-            "classes": list(self.class_names),
+            # The names in order (report.json sorts the keys of its mappings).
+            **(
+                {"classes": list(self.class_names)}
+                if self.regions is None
+                else {"region_names": list(self.class_names), "regions": dict(self.regions)}
+            ),
             "per_image_mean": {c: {m: _nan_to_none(v) for m, v in d.items()} for c, d in per_image.items()},
             "dataset_level": {c: {m: _nan_to_none(v) for m, v in d.items()} for c, d in dataset.items()},
             "counts": counts,
@@ -326,16 +366,24 @@ class SegmentationReport:
         def fmt(value: float | None, scale: float = 100.0) -> str:
             return "n/a" if value is None else f"{value * scale:.2f}"
 
+        columns = ["class"] if self.regions is None else ["region", "labels"]
+        columns += [
+            "Dice per-image mean (%)",
+            "IoU per-image mean (%)",
+            "Dice dataset-level (%)",
+            "IoU dataset-level (%)",
+            "HD95 per-image mean",
+            f"NSD@{self.nsd_tolerance:g} per-image mean (%)",
+            "images with both / only pred / only label empty",
+        ]
         lines = [
             f"{summary['num_images']} images. Per-image mean (LViT convention) and dataset-level "
             "(GuideDecoder/TGC-Net convention) are different conventions; do not compare one with the other. HD95 "
             "and the NSD tolerance are in the images' own units when the pipeline records their spacing (millimetres "
             "for NIfTI/DICOM, pixels of the original image for PNG/JPEG), else in pixels of the evaluated images.",
             "",
-            "| class | Dice per-image mean (%) | IoU per-image mean (%) | Dice dataset-level (%) | IoU dataset-level (%)"
-            f" | HD95 per-image mean | NSD@{self.nsd_tolerance:g} per-image mean (%) | images with both / only pred /"
-            " only label empty |",
-            "|---|---|---|---|---|---|---|---|",
+            "| " + " | ".join(columns) + " |",
+            "|" + "---|" * len(columns),
         ]
         for class_name in summary["per_image_mean"]:
             per_image, dataset = summary["per_image_mean"][class_name], summary["dataset_level"][class_name]
@@ -344,10 +392,12 @@ class SegmentationReport:
             hd95 = fmt(per_image["hd95"], 1.0)
             if count is not None and count["hd95_undefined"]:
                 hd95 += f" ({count['hd95_undefined']} undefined)"
-            lines.append(
-                f"| {class_name} | {fmt(per_image['dice'])} | {fmt(per_image['iou'])} | {fmt(dataset['dice'])} | "
-                f"{fmt(dataset['iou'])} | {hd95} | {fmt(per_image['nsd'])} | {empties} |"
-            )
+            cells = [class_name]
+            if self.regions is not None:  # the mean row has no labels of its own
+                cells.append(",".join(str(v) for v in self.regions.get(class_name, [])))
+            cells += [fmt(per_image["dice"]), fmt(per_image["iou"]), fmt(dataset["dice"]), fmt(dataset["iou"])]
+            cells += [hd95, fmt(per_image["nsd"]), empties]
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, str]:

@@ -25,8 +25,6 @@ from pathlib import Path
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from monai_ext.flags import ensure_flag
-
 __all__ = ["AddKnowledged", "KnowledgeBaseError", "MedicalKnowledgeBase"]
 
 
@@ -151,7 +149,6 @@ class AddKnowledged(MapTransform):
         super().__init__(keys, allow_missing_keys)
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items}.")
-        enabled = ensure_flag(enabled, "enabled")
         if enabled and knowledge_base is None:
             raise ValueError("AddKnowledged needs knowledge_base (a MedicalKnowledgeBase or a JSON path) when enabled.")
         if isinstance(knowledge_base, (str, os.PathLike)):

@@ -12,7 +12,8 @@ written down in ``bundles/tgcnet/docs/README.md``:
 * Vision-Language Calibration Module (VLCM): pixel embeddings in CLIP space attend to the text sequence
   (token-to-pixel cross-attention), the text tokens are in turn calibrated by the pixels, and a learned similarity map
   between pixels and the calibrated sentence embedding gates the decoder features at every scale. The similarity map
-  doubles as a coarse mask for the auxiliary image-text alignment loss (:meth:`TGCNet.alignment_loss`).
+  doubles as a coarse mask: in training the network returns it for the auxiliary image-text alignment loss
+  (:class:`monai_ext.losses.SimilarityMapLoss`).
 * A U-Net style decoder upsamples to a full-resolution single-channel logit map.
 """
 
@@ -26,7 +27,6 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 
 from monai_ext.clip import create_clip, get_clip_tokenizer
-from monai_ext.flags import ensure_flag
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
 from monai_ext.networks.utils import count_parameters
 
@@ -137,6 +137,8 @@ class TGCNet(nn.Module):
         default_prompt: report used when ``forward`` gets no text (image-only tools such as ``verify_net_in_out``).
         attention_heads: heads of the VLCM attention.
         clip_layer_indices: ViT depths to tap (default: four evenly spaced).
+        return_auxiliary: in training mode return the auxiliary outputs with the logits (see Outputs); ``False``:
+            the logits alone in every mode.
 
     Inputs:
         image: ``[B, in_channels, H, W]`` float in [0, 1]; H and W multiples of the ViT patch size (16).
@@ -144,14 +146,21 @@ class TGCNet(nn.Module):
             ``default_prompt``.
         knowledge_tokens: ``[B, K, L]`` CLIP tokens of knowledge sentences; all-zero rows are padding.
 
-    Returns:
-        ``[B, 1, H, W]`` segmentation logits.
+    Outputs:
+        In eval mode (inference, export) or with ``return_auxiliary=False``: ``[B, 1, H, W]`` segmentation logits.
+        In training mode: ``{"pred": logits, "similarity": [B, 1, H/16, W/16]}``, ``"similarity"`` being the VLCM's
+        pixel-text similarity logits (absent with ``use_vlcm=False``) for the alignment loss
+        (:class:`monai_ext.losses.SimilarityMapLoss` added by :class:`monai_ext.losses.AuxiliaryOutputLoss`).
 
     Example::
 
         net = TGCNet(clip_model_name=TINY_CLIP_NAME, in_channels=1)
         tokens = get_clip_tokenizer(TINY_CLIP_NAME)(["Lower left lung infection."])
-        logits = net(torch.rand(1, 1, 224, 224), tokens)  # [1, 1, 224, 224]
+        image = torch.rand(1, 1, 224, 224)
+        logits = net.eval()(image, tokens)  # [1, 1, 224, 224]
+        outputs = net.train()(image, tokens)  # {"pred": [1, 1, 224, 224], "similarity": [1, 1, 14, 14]}
+        loss_fn = AuxiliaryOutputLoss(DiceBCELoss(), SimilarityMapLoss(), weight=0.1, aux_keys=["similarity"])
+        loss = loss_fn(outputs, label)
     """
 
     def __init__(
@@ -170,6 +179,7 @@ class TGCNet(nn.Module):
         default_prompt: str = "Pulmonary infection in the lungs.",
         attention_heads: int = 4,
         clip_layer_indices: Sequence[int] | None = None,
+        return_auxiliary: bool = True,
     ):
         super().__init__()
         if len(cnn_channels) != 5 or len(decoder_channels) != 4:
@@ -177,12 +187,10 @@ class TGCNet(nn.Module):
         clip = create_clip(clip_model_name, pretrained=clip_pretrained, checkpoint=clip_checkpoint)
         self.clip_model_name = clip_model_name
         self.in_channels = in_channels
-        use_cnn_branch = ensure_flag(use_cnn_branch, "use_cnn_branch")
-        use_knowledge = ensure_flag(use_knowledge, "use_knowledge")
-        use_vlcm = ensure_flag(use_vlcm, "use_vlcm")
         self.use_cnn_branch = use_cnn_branch
         self.use_knowledge = use_knowledge
         self.use_vlcm = use_vlcm
+        self.return_auxiliary = return_auxiliary
         self.image_encoder = ClipImageEncoder(clip, layer_indices=clip_layer_indices, frozen=True)
         self.text_encoder = ClipTextEncoder(clip, frozen=True, cache=True)
         embed_dim = self.image_encoder.embed_dim
@@ -227,7 +235,6 @@ class TGCNet(nn.Module):
         )
         tokens = get_clip_tokenizer(clip_model_name)([default_prompt])
         self.register_buffer("default_text_tokens", tokens.long(), persistent=False)
-        self._similarity_logits: torch.Tensor | None = None
 
     def count_parameters(self) -> dict[str, int]:
         """Trainable and total parameter counts (CLIP included in total, frozen)."""
@@ -256,7 +263,7 @@ class TGCNet(nn.Module):
         image: torch.Tensor,
         text_tokens: torch.Tensor | None = None,
         knowledge_tokens: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
         if image.shape[1] == 1:
             image = image.expand(-1, 3, -1, -1)
         if text_tokens is None:
@@ -287,12 +294,10 @@ class TGCNet(nn.Module):
         if self.use_vlcm:
             pixels, similarity = self.calibration(pixels, text_seq, text_pad)
             similarity = similarity.reshape(batch, 1, height, width)
-            self._similarity_logits = similarity
         else:
             scale, shift = self.film(report_pooled.to(pixels.dtype)).chunk(2, dim=-1)
             pixels = pixels * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
             similarity = None
-            self._similarity_logits = None
         x = deepest + self.clip_to_pixel(pixels.transpose(1, 2).reshape(batch, dim, height, width))
 
         for block, skip in zip(self.up_blocks, reversed(scales[:-1])):
@@ -305,16 +310,9 @@ class TGCNet(nn.Module):
         x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
         if self.use_cnn_branch:
             x = torch.cat([x, cnn_maps[0]], dim=1)
-        return self.head(x)
-
-    def alignment_loss(self, label: torch.Tensor) -> torch.Tensor:
-        """Auxiliary image-text alignment term of the last forward: BCE between the VLCM similarity map and the mask.
-
-        The target is the fraction of foreground pixels under each 1/16 patch, so the pixel-text similarity in the
-        shared CLIP space is pulled up where the report's findings are and down elsewhere. Zero when VLCM is off.
-        """
-        if self._similarity_logits is None:
-            return label.new_zeros(())
-        logits = self._similarity_logits
-        target = F.adaptive_avg_pool2d(label.float(), logits.shape[-2:])
-        return F.binary_cross_entropy_with_logits(logits.float(), target)
+        logits = self.head(x)
+        if not (self.training and self.return_auxiliary):
+            return logits
+        if similarity is None:
+            return {"pred": logits}
+        return {"pred": logits, "similarity": similarity}

@@ -13,8 +13,9 @@ The paper names two parts around a CLIP backbone and publishes no code; the conc
 * Text-Guided Pixel Decoder (:class:`~monai_ext.networks.blocks.text_guided_decoder.TextGuidedPixelDecoder`): the
   aggregated deepest pixels attend to the class embeddings, an FPN-like path fuses the shallower levels, and the logits
   add a learned-temperature cosine between pixel and class embeddings to a conv head.
-* Auxiliary loss (:meth:`VLSANet.alignment_loss`): :class:`~monai_ext.losses.alignment.PixelTextAlignmentLoss` on the
-  decoder's pixel embeddings, which makes the text term segment on its own rather than leaving it to the conv head.
+* Auxiliary outputs: in training the network also returns the decoder's pixel embeddings and the class embeddings, for
+  :class:`~monai_ext.losses.alignment.PixelTextAlignmentLoss`, which makes the text term segment on its own rather
+  than leaving it to the conv head.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 
 from monai_ext.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
-from monai_ext.flags import ensure_flag
-from monai_ext.losses.alignment import PixelTextAlignmentLoss
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
 from monai_ext.networks.blocks.em_aggregation import EMAggregation
 from monai_ext.networks.blocks.text_guided_decoder import TextGuidedPixelDecoder
@@ -130,21 +129,34 @@ class VLSANet(nn.Module):
             ``num_heads``).
         num_heads: heads of the pixel-to-text cross-attention.
         clip_layer_indices: 1-based ViT depths tapped (default: four evenly spaced, ending with the last block).
-        alignment_temperature: temperature of :meth:`alignment_loss`.
+        return_auxiliary: in training mode return the auxiliary outputs with the logits (see Outputs); ``False``:
+            the logits alone in every mode.
 
     Inputs:
         image: ``[B, 1 or 3, H, W]`` float in [0, 1] (grayscale is repeated to RGB); H, W multiples of the patch size.
         text_tokens: ``None`` for the class prompts; or CLIP tokens overriding them: ``[K, L]`` (one prompt per class),
             ``[K, P, L]`` (P prompts per class, all-zero rows are padding) or ``[B, K, P, L]`` (per image).
 
-    Returns:
-        Logits ``[B, K, H, W]`` (one channel per class; apply softmax over channels).
+    Outputs:
+        In eval mode (inference, export) or with ``return_auxiliary=False``: logits ``[B, K, H, W]`` (one channel per
+        class; apply softmax over channels). In training mode a dict: ``"pred"`` (the logits), ``"pixel_embeddings"``
+        ``[B, D, H/2, W/2]`` and ``"class_embeddings"`` ``[B, K, D]`` (one copy per image, so that the dict
+        decollates along the batch) for the alignment loss, and with EM ``"em_assignments"`` ``[B, N, num_bases]``
+        and ``"em_bases"`` ``[B, decoder_channels, num_bases]`` (N: the patches of the deepest level).
 
     Example::
 
         net = VLSANet(TINY_CLIP_NAME, class_prompts="bundles/vlsanet/configs/prompts_fundus.json")
-        logits = net(torch.rand(2, 3, 224, 224))  # [2, 3, 224, 224]
-        loss = DiceCELoss(to_onehot_y=True, softmax=True)(logits, label) + 0.1 * net.alignment_loss(label)
+        image = torch.rand(2, 3, 224, 224)
+        logits = net.eval()(image)  # [2, 3, 224, 224]
+        outputs = net.train()(image)  # {"pred": [2, 3, 224, 224], "pixel_embeddings": [2, 64, 112, 112], ...}
+        loss_fn = AuxiliaryOutputLoss(
+            DiceCELoss(to_onehot_y=True, softmax=True),
+            PixelTextAlignmentLoss(),
+            weight=0.1,
+            aux_keys=["pixel_embeddings", "class_embeddings"],
+        )
+        loss = loss_fn(outputs, label)
     """
 
     def __init__(
@@ -165,12 +177,9 @@ class VLSANet(nn.Module):
         decoder_channels: int = 64,
         num_heads: int = 4,
         clip_layer_indices: Sequence[int] | None = None,
-        alignment_temperature: float = 0.07,
+        return_auxiliary: bool = True,
     ) -> None:
         super().__init__()
-        use_em, use_text = ensure_flag(use_em, "use_em"), ensure_flag(use_text, "use_text")
-        if isinstance(freeze_clip, str) and freeze_clip.lower() in ("true", "false"):
-            ensure_flag(freeze_clip, "freeze_clip")  # raises, saying how to write it on the command line
         if freeze_clip != "partial" and not isinstance(freeze_clip, bool):
             raise ValueError(f"freeze_clip must be True, False or 'partial', got {freeze_clip!r}.")
         if (freeze_clip == "partial") != (tune_last_blocks is not None):
@@ -184,6 +193,7 @@ class VLSANet(nn.Module):
         self.use_em = use_em
         self.use_text = use_text
         self.freeze_clip = freeze_clip
+        self.return_auxiliary = return_auxiliary
 
         clip = create_clip(clip_model_name, pretrained=clip_pretrained, checkpoint=clip_checkpoint)
         self.image_encoder = ClipImageEncoder(clip, layer_indices=clip_layer_indices, frozen=freeze_clip is True)
@@ -221,7 +231,6 @@ class VLSANet(nn.Module):
             channels=decoder_channels,
             num_heads=num_heads,
         )
-        self.alignment_criterion = PixelTextAlignmentLoss(temperature=alignment_temperature)
 
         if use_text:
             self.text_encoder = ClipTextEncoder(clip, frozen=freeze_clip is not False, cache=True)
@@ -229,7 +238,6 @@ class VLSANet(nn.Module):
         else:
             self.learned_class_embeddings = nn.Parameter(torch.randn(self.num_classes, embed_dim) * embed_dim**-0.5)
         self._class_embedding_cache: dict[tuple, torch.Tensor] = {}
-        self._last_outputs: dict[str, torch.Tensor | None] | None = None
         self.register_load_state_dict_post_hook(VLSANet._clear_text_caches)
 
     @staticmethod
@@ -353,7 +361,9 @@ class VLSANet(nn.Module):
             self._class_embedding_cache[key] = embeddings
         return embeddings
 
-    def forward(self, image: torch.Tensor, text_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, text_tokens: torch.Tensor | None = None
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
         if image.ndim != 4 or image.shape[1] not in (1, 3):
             raise ValueError(f"VLSANet expects images [B, 1 or 3, H, W], got shape {tuple(image.shape)}.")
         rgb = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
@@ -370,24 +380,13 @@ class VLSANet(nn.Module):
         logits, pixel_embeddings = self.decoder(
             [stem_half, stem_quarter, *levels], class_embeddings, output_size=image.shape[-2:]
         )
-        self._last_outputs = {
+        if not (self.training and self.return_auxiliary):
+            return logits
+        outputs = {
+            "pred": logits,
             "pixel_embeddings": pixel_embeddings,
-            "class_embeddings": class_embeddings,
-            "em_assignments": assignments,
-            "em_bases": bases,
+            "class_embeddings": class_embeddings.expand(image.shape[0], -1, -1),
         }
-        return logits
-
-    def alignment_outputs(self) -> dict[str, torch.Tensor | None]:
-        """Tensors of the last forward: ``pixel_embeddings [B, D, H/2, W/2]``, ``class_embeddings [K, D]`` or
-        ``[B, K, D]``, and with EM ``em_assignments [B, N, K_bases]`` and ``em_bases [B, C, K_bases]`` (else None)."""
-        if self._last_outputs is None:
-            raise RuntimeError("alignment_outputs() needs a forward pass first.")
-        return dict(self._last_outputs)
-
-    def alignment_loss(self, label: torch.Tensor) -> torch.Tensor:
-        """:class:`PixelTextAlignmentLoss` of the last forward's pixel and class embeddings against ``label``
-        (index map ``[B, 1, H, W]`` or one-hot ``[B, K, H, W]``); used by
-        :class:`monai_ext.losses.auxiliary.WithAuxiliaryLoss`."""
-        outputs = self.alignment_outputs()
-        return self.alignment_criterion(outputs["pixel_embeddings"], outputs["class_embeddings"], label)
+        if self.use_em:
+            outputs["em_assignments"], outputs["em_bases"] = assignments, bases
+        return outputs
