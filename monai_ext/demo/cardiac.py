@@ -91,47 +91,25 @@ class CardiacDomain:
     blur: float
 
 
+# fmt: off
 CARDIAC_DOMAINS = {
     "bssfp": CardiacDomain(
         description="balanced SSFP cine: bright blood, dark myocardium, bright fat, sharp",
-        blood=0.9,
-        myocardium=0.22,
-        tissue=0.35,
-        fat=0.75,
-        lung=0.04,
-        liver=0.3,
-        patch=0.22,
-        noise=0.025,
-        bias=0.15,
-        blur=0.6,
+        blood=0.9, myocardium=0.22, tissue=0.35, fat=0.75, lung=0.04, liver=0.3, patch=0.22,
+        noise=0.025, bias=0.15, blur=0.6,
     ),
     "lge": CardiacDomain(
         description="late gadolinium enhancement: greyer blood, nulled dark myocardium with bright scar, noisy",
-        blood=0.5,
-        myocardium=0.08,
-        tissue=0.25,
-        fat=0.55,
-        lung=0.03,
-        liver=0.35,
-        patch=0.85,
-        noise=0.05,
-        bias=0.3,
-        blur=0.8,
+        blood=0.5, myocardium=0.08, tissue=0.25, fat=0.55, lung=0.03, liver=0.35, patch=0.85,
+        noise=0.05, bias=0.3, blur=0.8,
     ),
     "t2": CardiacDomain(
         description="T2-weighted black blood: dark blood pool, grey myocardium with brighter oedema, blurred",
-        blood=0.12,
-        myocardium=0.45,
-        tissue=0.4,
-        fat=0.7,
-        lung=0.05,
-        liver=0.3,
-        patch=0.7,
-        noise=0.04,
-        bias=0.25,
-        blur=1.2,
+        blood=0.12, myocardium=0.45, tissue=0.4, fat=0.7, lung=0.05, liver=0.3, patch=0.7,
+        noise=0.04, bias=0.25, blur=1.2,
     ),
 }
+# fmt: on
 
 
 def _slice_classes(yy: np.ndarray, xx: np.ndarray, anatomy: dict, position: float) -> np.ndarray:

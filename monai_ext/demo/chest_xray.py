@@ -16,7 +16,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -30,6 +30,7 @@ from .common import (
     normalized_grid,
     sample_rng,
     smooth_noise,
+    soft_inside,
     staged_output_dir,
     write_json,
     write_png,
@@ -44,6 +45,14 @@ __all__ = [
     "render_chest_xray",
     "make_chest_xray_dataset",
     "make_rereported_split",
+    "lung_zone_partition",
+    "posterior_ribs",
+    "lvit_split_counts",
+    "write_lvit_table",
+    "write_lvit_splits",
+    "rereport_lvit_splits",
+    "copy_sample_files",
+    "other_subsets",
 ]
 
 # Zone k (1-based) of a zone map is LUNG_ZONES[k - 1]. Sides are the patient's (see the module docstring).
@@ -53,6 +62,9 @@ SIDES = ("left", "right")
 
 # datalist key -> LViT folder prefix; the index is part of each sample's random key.
 LVIT_SPLITS = {"training": "Train", "validation": "Val", "test": "Test"}
+# Random-key offset of the re-reported copies (the original images are keyed by the split index).
+REREPORT_KEY = 100
+_SUBFOLDERS = ("img", "labelcol", "labelzones")
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six")
 OPENERS = ("{laterality} pulmonary infection", "{laterality} lung infection")
@@ -157,24 +169,36 @@ def mask_for_zones(zone_map: np.ndarray, zones: Sequence[str]) -> np.ndarray:
     return np.isin(zone_map, [LUNG_ZONES.index(z) + 1 for z in zones])
 
 
-def _soft(radius: np.ndarray, edge: float) -> np.ndarray:
-    """1 inside an ellipse (radius < 1), 0 outside, with a linear ramp of width ``edge`` across the border."""
-    return np.clip((1.0 - radius) / edge + 0.5, 0.0, 1.0)
+def lung_zone_partition(lungs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Zone index map (``LUNG_ZONES.index(z) + 1`` on zone ``z``, 0 outside the lungs) splitting each lung into thirds
+    of its height.
 
-
-def _lung_zones(lungs: dict[str, np.ndarray], yy: np.ndarray) -> np.ndarray:
-    """Zone index map (0 outside the lungs) splitting each lung into thirds of its height."""
-    zone_map = np.zeros(yy.shape, np.uint8)
+    Args:
+        lungs: bool mask per patient side (``"left"``, ``"right"``), all of one shape.
+    """
+    shape = next(iter(lungs.values())).shape
+    zone_map = np.zeros(shape, np.uint8)
     for side, lung in lungs.items():
         rows = np.flatnonzero(lung.any(axis=1))
         if rows.size == 0:
             continue
         edges = np.linspace(rows[0], rows[-1] + 1, len(LEVELS) + 1)
-        row_level = np.clip(np.searchsorted(edges, np.arange(yy.shape[0]), side="right") - 1, 0, len(LEVELS) - 1)
+        row_level = np.clip(np.searchsorted(edges, np.arange(shape[0]), side="right") - 1, 0, len(LEVELS) - 1)
         for level_index, level in enumerate(LEVELS):
-            in_level = (row_level == level_index)[:, None] & lung
-            zone_map[in_level] = LUNG_ZONES.index(f"{level} {side}") + 1
+            zone_map[(row_level == level_index)[:, None] & lung] = LUNG_ZONES.index(f"{level} {side}") + 1
     return zone_map
+
+
+def posterior_ribs(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """Soft layer in [0, 1] of the posterior ribs: evenly spaced bands following an arc that drops laterally, on both
+    sides of the spine (``yy``, ``xx`` from :func:`~monai_ext.demo.common.normalized_grid`)."""
+    rib_width = rng.uniform(0.025, 0.035)
+    rib_spacing = rng.uniform(0.14, 0.17)
+    lateral = np.clip((np.abs(xx) - 0.05) / 0.75, 0.0, 1.0)
+    rib_coordinate = (yy - 0.4 * (1.0 - np.sqrt(1.0 - lateral**2)) - rng.uniform(-0.8, -0.7)) / rib_spacing
+    nearest_rib = np.clip(np.round(rib_coordinate), 0, 7)
+    ribs = np.clip(1.0 - ((rib_coordinate - nearest_rib) * rib_spacing / rib_width) ** 2, 0.0, 1.0)
+    return ribs * (np.abs(xx) > 0.08)  # not over the spine
 
 
 def _lesion(
@@ -219,7 +243,7 @@ def render_chest_xray(
     yy, xx = normalized_grid(image_size)
     edge = 4.0 / image_size
 
-    body = _soft(
+    body = soft_inside(
         ellipse_radius(
             yy,
             xx,
@@ -239,7 +263,7 @@ def render_chest_xray(
         rng.uniform(0.25, 0.32),
         rng.uniform(-0.3, 0.1),
     )
-    heart = _soft(heart_radius, 6 * edge)
+    heart = soft_inside(heart_radius, 6 * edge)
     mediastinum_half_width = rng.uniform(0.09, 0.12)
     mediastinum = np.clip((mediastinum_half_width - np.abs(xx)) / (6 * edge) + 0.5, 0, 1) * (yy > -0.85)
 
@@ -256,20 +280,13 @@ def render_chest_xray(
             rng.uniform(0.24, 0.3),
             sign * rng.uniform(0.0, 0.12),
         )
-        lung_soft = np.maximum(lung_soft, _soft(radius, 4 * edge))
+        lung_soft = np.maximum(lung_soft, soft_inside(radius, 4 * edge))
         lungs[side] = (radius < 1.0) & (heart_radius >= 1.0) & (np.abs(xx) >= mediastinum_half_width)
     lung_soft *= (1.0 - heart) * (1.0 - mediastinum)
 
-    # Posterior ribs: evenly spaced bands following an arc that drops laterally, on both sides of the spine.
-    rib_width = rng.uniform(0.025, 0.035)
-    rib_spacing = rng.uniform(0.14, 0.17)
-    lateral = np.clip((np.abs(xx) - 0.05) / 0.75, 0.0, 1.0)
-    rib_coordinate = (yy - 0.4 * (1.0 - np.sqrt(1.0 - lateral**2)) - rng.uniform(-0.8, -0.7)) / rib_spacing
-    nearest_rib = np.clip(np.round(rib_coordinate), 0, 7)
-    ribs = np.clip(1.0 - ((rib_coordinate - nearest_rib) * rib_spacing / rib_width) ** 2, 0.0, 1.0)
-    ribs *= np.abs(xx) > 0.08  # not over the spine
+    ribs = posterior_ribs(rng, yy, xx)
 
-    zone_regions = _lung_zones(lungs, yy)
+    zone_regions = lung_zone_partition(lungs)
     available = [k for k in range(1, len(LUNG_ZONES) + 1) if (zone_regions == k).any()]
     chosen = sorted(rng.choice(available, size=min(n_lesions, len(available)), replace=False).tolist())
     roughness = smooth_noise(rng, image_size, cells=10)
@@ -294,6 +311,136 @@ def render_chest_xray(
     image = image + rng.normal(0.0, rng.uniform(0.01, 0.03), image.shape)
     image = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
     return image, zone_map, [LUNG_ZONES[k - 1] for k in chosen]
+
+
+def lvit_split_counts(n_train: int, n_val: int, n_test: int) -> dict[str, int]:
+    """Validated sample counts per datalist key of :data:`LVIT_SPLITS`."""
+    return {
+        "training": check_count("n_train", n_train),
+        "validation": check_count("n_val", n_val),
+        "test": check_count("n_test", n_test),
+    }
+
+
+def write_lvit_table(path: str, rows: Iterable[tuple[str, str]]) -> None:
+    """Write an LViT ``<S>_text.csv``: columns ``Image`` (mask file name) and ``Description`` (report)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(("Image", "Description"))
+        writer.writerows(rows)
+
+
+def write_lvit_splits(
+    out_dir: str | os.PathLike,
+    samples: Mapping[str, Sequence],
+    subfolders: Sequence[str],
+    write_sample: Callable[[np.random.Generator, str, str, int, object], dict | None],
+    summarize: Callable[[dict[str, list[dict]]], dict],
+    seed: int,
+    key_offset: int = 0,
+    overwrite: bool = False,
+) -> dict:
+    """Write datalist splits in LViT layout, staged and renamed into place when complete (the frame of the LViT-layout
+    generators of this package).
+
+    Args:
+        out_dir: output folder (see :func:`~monai_ext.demo.common.staged_output_dir`).
+        samples: datalist key (of :data:`LVIT_SPLITS`) -> that split's samples, e.g. ``range(n)`` or source records.
+        subfolders: folders created in every ``<S>_Folder``, even for an empty split (a complete layout).
+        write_sample: ``write_sample(rng, staging, split, index, sample)`` writes one sample's files under
+            ``staging`` and returns its datalist item (with ``label`` and ``text``), or None to leave it out.
+        summarize: the generator's summary (written to :data:`~monai_ext.demo.common.MARKER_FILE`) from the datalist.
+        seed: dataset seed; sample ``index`` of a split draws from ``sample_rng(seed, key_offset + split_index, index)``.
+        overwrite: replace an earlier synthetic dataset in ``out_dir``.
+
+    Returns:
+        the summary with ``out_dir`` and ``datalist`` (path of ``datalist.json``) added.
+    """
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    datalist: dict[str, list[dict]] = {}
+    with staged_output_dir(out_dir, overwrite=overwrite) as staging:
+        for split, split_samples in samples.items():
+            prefix = LVIT_SPLITS[split]
+            folder = f"{prefix}_Folder"
+            for subfolder in subfolders:
+                os.makedirs(os.path.join(staging, folder, subfolder))
+            items = []
+            for i, sample in enumerate(split_samples):
+                rng = sample_rng(seed, key_offset + list(LVIT_SPLITS).index(split), i)
+                item = write_sample(rng, staging, split, i, sample)
+                if item is not None:
+                    items.append(item)
+            rows = [(os.path.basename(item["label"]), item["text"]) for item in items]
+            write_lvit_table(os.path.join(staging, folder, f"{prefix}_text.csv"), rows)
+            datalist[split] = items
+        write_json(datalist, os.path.join(staging, "datalist.json"))
+        summary = summarize(datalist)
+        write_json(summary, os.path.join(staging, MARKER_FILE))
+    return {**summary, "out_dir": out_dir, "datalist": os.path.join(out_dir, "datalist.json")}
+
+
+def copy_sample_files(dataset_dir: str, staging: str, record: Mapping[str, str], keys: Iterable[str]) -> None:
+    """Copy the files ``record[key]`` (paths relative to the dataset folder) from ``dataset_dir`` to ``staging``."""
+    for key in keys:
+        shutil.copyfile(os.path.join(dataset_dir, record[key]), os.path.join(staging, record[key]))
+
+
+def other_subsets(present: Sequence, named: Sequence) -> list[list]:
+    """The non-empty subsets of ``present`` (each in ``present`` order) other than ``named``."""
+    subsets = [[p for j, p in enumerate(present) if bits >> j & 1] for bits in range(1, 2 ** len(present))]
+    return [subset for subset in subsets if subset != list(named)]
+
+
+def rereport_lvit_splits(
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    splits: str | Sequence[str],
+    subfolders: Sequence[str],
+    rereport_sample: Callable[[np.random.Generator, str, str, dict], dict | None],
+    summary: Mapping,
+    source_generator: str,
+    seed: int,
+    overwrite: bool = False,
+) -> dict:
+    """Copy splits of an LViT-layout synthetic dataset with new reports (the frame of the re-reported split writers).
+
+    Args:
+        dataset_dir: folder written by ``source_generator`` (its ``datalist.json`` is read).
+        out_dir: new dataset folder, same layout (see :func:`write_lvit_splits`).
+        splits: datalist keys among ``"training"``, ``"validation"``, ``"test"``.
+        subfolders: folders of every ``<S>_Folder``.
+        rereport_sample: ``rereport_sample(rng, dataset_dir, staging, record)`` writes the copy of one source record
+            under ``staging`` and returns its datalist item, or None when the record has no new report (skipped).
+        summary: the generator's summary fields (``generator``, ``mode``, ...); ``source``, ``counts``, ``skipped``
+            per split and ``seed`` are added.
+        source_generator: name of the generator that writes ``dataset_dir`` (for the error message).
+        seed: sample ``i`` of a split draws from ``sample_rng(seed, REREPORT_KEY + split_index, i)``.
+        overwrite: replace an earlier synthetic dataset in ``out_dir``.
+    """
+    splits = [splits] if isinstance(splits, str) else list(splits)
+    unknown = [split for split in splits if split not in LVIT_SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"splits must be among {list(LVIT_SPLITS)}, got {splits!r}.")
+    dataset_dir = os.path.abspath(os.fspath(dataset_dir))
+    datalist_path = os.path.join(dataset_dir, "datalist.json")
+    if not os.path.isfile(datalist_path):
+        raise FileNotFoundError(f"{datalist_path} not found: {dataset_dir} is not a {source_generator} folder.")
+    with open(datalist_path, encoding="utf-8") as f:
+        source = json.load(f)
+    skipped = dict.fromkeys(splits, 0)
+
+    def write_sample(rng, staging, split, index, record):
+        item = rereport_sample(rng, dataset_dir, staging, record)
+        if item is None:
+            skipped[split] += 1
+        return item
+
+    def summarize(datalist):
+        counts = {split: len(items) for split, items in datalist.items()}
+        return {**summary, "source": dataset_dir, "counts": counts, "skipped": skipped, "seed": int(seed)}
+
+    samples = {split: source[split] for split in splits}
+    return write_lvit_splits(out_dir, samples, subfolders, write_sample, summarize, seed, REREPORT_KEY, overwrite)
 
 
 def make_chest_xray_dataset(
@@ -342,60 +489,43 @@ def make_chest_xray_dataset(
         summary = make_chest_xray_dataset("data/demo_cxr", n_train=16, n_val=4, n_test=4, image_size=128)
         records = json.load(open(summary["datalist"]))["training"]
     """
-    counts = {
-        "training": check_count("n_train", n_train),
-        "validation": check_count("n_val", n_val),
-        "test": check_count("n_test", n_test),
-    }
+    counts = lvit_split_counts(n_train, n_val, n_test)
     image_size = check_image_size(image_size)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    datalist: dict[str, list[dict]] = {}
-    lesions_present = lesions_named = 0
-    with staged_output_dir(out_dir, overwrite=overwrite) as staging:
-        for split_index, (key, prefix) in enumerate(LVIT_SPLITS.items()):
-            folder = f"{prefix}_Folder"
-            for subfolder in ("img", "labelcol", "labelzones"):  # created even for an empty split: a complete layout
-                os.makedirs(os.path.join(staging, folder, subfolder))
-            rows, items = [], []
-            for i in range(counts[key]):
-                rng = sample_rng(seed, split_index, i)
-                image, zone_map, present = render_chest_xray(rng, image_size, n_lesions=int(rng.integers(1, 5)))
-                named = sorted(
-                    rng.choice(present, size=int(rng.integers(1, len(present) + 1)), replace=False).tolist(),
-                    key=LUNG_ZONES.index,
-                )
-                if name_all_lesions:
-                    named = present
-                report = compose_report(named, rng)
-                name = f"{prefix.lower()}_{i:04d}"
-                paths = {
-                    "image": f"{folder}/img/{name}.png",
-                    "label": f"{folder}/labelcol/mask_{name}.png",
-                    "zone_map": f"{folder}/labelzones/zones_{name}.png",
-                }
-                write_png(image, os.path.join(staging, paths["image"]))
-                write_png(mask_for_zones(zone_map, named).astype(np.uint8) * 255, os.path.join(staging, paths["label"]))
-                write_png(zone_map, os.path.join(staging, paths["zone_map"]))
-                rows.append((f"mask_{name}.png", report))
-                items.append({**paths, "name": name, "text": report, "zones_present": present, "zones_named": named})
-                lesions_present += len(present)
-                lesions_named += len(named)
-            with open(os.path.join(staging, folder, f"{prefix}_text.csv"), "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f, lineterminator="\n")
-                writer.writerow(("Image", "Description"))
-                writer.writerows(rows)
-            datalist[key] = items
-        write_json(datalist, os.path.join(staging, "datalist.json"))
-        summary = {
+
+    def write_sample(rng, staging, split, index, _):
+        image, zone_map, present = render_chest_xray(rng, image_size, n_lesions=int(rng.integers(1, 5)))
+        named = sorted(
+            rng.choice(present, size=int(rng.integers(1, len(present) + 1)), replace=False).tolist(),
+            key=LUNG_ZONES.index,
+        )
+        if name_all_lesions:
+            named = present
+        report = compose_report(named, rng)
+        prefix = LVIT_SPLITS[split]
+        folder, name = f"{prefix}_Folder", f"{prefix.lower()}_{index:04d}"
+        paths = {
+            "image": f"{folder}/img/{name}.png",
+            "label": f"{folder}/labelcol/mask_{name}.png",
+            "zone_map": f"{folder}/labelzones/zones_{name}.png",
+        }
+        write_png(image, os.path.join(staging, paths["image"]))
+        write_png(mask_for_zones(zone_map, named).astype(np.uint8) * 255, os.path.join(staging, paths["label"]))
+        write_png(zone_map, os.path.join(staging, paths["zone_map"]))
+        return {**paths, "name": name, "text": report, "zones_present": present, "zones_named": named}
+
+    def summarize(datalist):
+        items = [item for split_items in datalist.values() for item in split_items]
+        return {
             "generator": "make_chest_xray_dataset",
             "parameters": {"image_size": image_size, "seed": int(seed), "name_all_lesions": bool(name_all_lesions)},
             "counts": counts,
-            "lesions_present": lesions_present,
-            "lesions_named": lesions_named,
+            "lesions_present": sum(len(item["zones_present"]) for item in items),
+            "lesions_named": sum(len(item["zones_named"]) for item in items),
             "lung_zones": list(LUNG_ZONES),
         }
-        write_json(summary, os.path.join(staging, MARKER_FILE))
-    return {**summary, "out_dir": out_dir, "datalist": os.path.join(out_dir, "datalist.json")}
+
+    samples = {split: range(n) for split, n in counts.items()}
+    return write_lvit_splits(out_dir, samples, _SUBFOLDERS, write_sample, summarize, seed, overwrite=overwrite)
 
 
 def make_rereported_split(
@@ -430,62 +560,34 @@ def make_rereported_split(
 
         make_rereported_split("data/demo_cxr", "data/demo_cxr_counterfactual", splits="test")
     """
-    splits = [splits] if isinstance(splits, str) else list(splits)
     if mode not in ("counterfactual", "generic"):
         raise ValueError(f"mode must be 'counterfactual' or 'generic', got {mode!r}.")
-    unknown = [split for split in splits if split not in LVIT_SPLITS]
-    if unknown or not splits:
-        raise ValueError(f"splits must be among {list(LVIT_SPLITS)}, got {splits!r}.")
-    dataset_dir = os.path.abspath(os.fspath(dataset_dir))
-    datalist_path = os.path.join(dataset_dir, "datalist.json")
-    if not os.path.isfile(datalist_path):
-        raise FileNotFoundError(f"{datalist_path} not found: {dataset_dir} is not a make_chest_xray_dataset folder.")
-    with open(datalist_path, encoding="utf-8") as f:
-        source = json.load(f)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    datalist, counts, skipped = {}, {}, {}
-    with staged_output_dir(out_dir, overwrite=overwrite) as staging:
-        for split in splits:
-            prefix = LVIT_SPLITS[split]
-            folder = f"{prefix}_Folder"
-            for subfolder in ("img", "labelcol", "labelzones"):
-                os.makedirs(os.path.join(staging, folder, subfolder))
-            items, rows, skipped[split] = [], [], 0
-            for i, record in enumerate(source[split]):
-                rng = sample_rng(seed, 100 + list(LVIT_SPLITS).index(split), i)
-                present, named = record["zones_present"], record["zones_named"]
-                if mode == "generic":
-                    new_named, report = named, prompt
-                else:
-                    subsets = [
-                        [z for j, z in enumerate(present) if bits >> j & 1] for bits in range(1, 2 ** len(present))
-                    ]
-                    subsets = [subset for subset in subsets if subset != named]
-                    if not subsets:
-                        skipped[split] += 1
-                        continue
-                    new_named = subsets[int(rng.integers(len(subsets)))]
-                    report = compose_report(new_named, rng)
-                zone_map = np.asarray(Image.open(os.path.join(dataset_dir, record["zone_map"])))
-                for key in ("image", "zone_map"):
-                    shutil.copyfile(os.path.join(dataset_dir, record[key]), os.path.join(staging, record[key]))
-                mask = mask_for_zones(zone_map, new_named).astype(np.uint8) * 255
-                write_png(mask, os.path.join(staging, record["label"]))
-                rows.append((os.path.basename(record["label"]), report))
-                items.append({**record, "text": report, "zones_named": new_named})
-            with open(os.path.join(staging, folder, f"{prefix}_text.csv"), "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f, lineterminator="\n")
-                writer.writerow(("Image", "Description"))
-                writer.writerows(rows)
-            datalist[split], counts[split] = items, len(items)
-        write_json(datalist, os.path.join(staging, "datalist.json"))
-        summary = {
-            "generator": "make_rereported_split",
-            "source": dataset_dir,
-            "mode": mode,
-            "counts": counts,
-            "skipped": skipped,
-            "seed": int(seed),
-        }
-        write_json(summary, os.path.join(staging, MARKER_FILE))
-    return {**summary, "out_dir": out_dir}
+
+    def rereport_sample(rng, dataset_dir, staging, record):
+        present, named = record["zones_present"], record["zones_named"]
+        if mode == "generic":
+            new_named, report = named, prompt
+        else:
+            subsets = other_subsets(present, named)
+            if not subsets:
+                return None
+            new_named = subsets[int(rng.integers(len(subsets)))]
+            report = compose_report(new_named, rng)
+        zone_map = np.asarray(Image.open(os.path.join(dataset_dir, record["zone_map"])))
+        copy_sample_files(dataset_dir, staging, record, ("image", "zone_map"))
+        mask = mask_for_zones(zone_map, new_named).astype(np.uint8) * 255
+        write_png(mask, os.path.join(staging, record["label"]))
+        return {**record, "text": report, "zones_named": new_named}
+
+    summary = {"generator": "make_rereported_split", "mode": mode}
+    return rereport_lvit_splits(
+        dataset_dir,
+        out_dir,
+        splits,
+        _SUBFOLDERS,
+        rereport_sample,
+        summary,
+        "make_chest_xray_dataset",
+        seed,
+        overwrite,
+    )

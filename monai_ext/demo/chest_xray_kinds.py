@@ -22,11 +22,8 @@ left lung is on the image's right.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,7 +31,18 @@ from PIL import Image
 from scipy import ndimage
 
 from .cardiac import CARDIAC_DOMAINS, render_cardiac_volume
-from .chest_xray import LUNG_ZONES, LVIT_SPLITS, parse_report_zones
+from .chest_xray import (
+    LUNG_ZONES,
+    LVIT_SPLITS,
+    copy_sample_files,
+    lung_zone_partition,
+    lvit_split_counts,
+    other_subsets,
+    parse_report_zones,
+    posterior_ribs,
+    rereport_lvit_splits,
+    write_lvit_splits,
+)
 from .common import (
     MARKER_FILE,
     check_count,
@@ -43,6 +51,7 @@ from .common import (
     normalized_grid,
     sample_rng,
     smooth_noise,
+    soft_inside,
     staged_output_dir,
     write_json,
     write_png,
@@ -161,8 +170,6 @@ CORPUS_SOURCES = {"chest": None, "fundus": "domain_a", "cardiac": "bssfp"}
 # elements; corpus images (CORPUS_KEY, source, part, index), four: their random streams differ for every seed.
 CORPUS_KEY = 7919
 _CORPUS_PARTS = ("training", "held_out")
-# datalist key -> random-key offset of the re-reported copies (the original images are keyed by the split index).
-_REREPORT_KEY = 100
 
 
 def _check_findings(findings: Sequence[Mapping]) -> list[dict]:
@@ -285,26 +292,6 @@ def oracle_channels(lung_zone_map: np.ndarray, findings: Sequence[Mapping]) -> n
     return channels
 
 
-def _soft(radius: np.ndarray, edge: float) -> np.ndarray:
-    """1 inside an ellipse (radius < 1), 0 outside, with a linear ramp of width ``edge`` across the border."""
-    return np.clip((1.0 - radius) / edge + 0.5, 0.0, 1.0)
-
-
-def _lung_zone_partition(lungs: dict[str, np.ndarray]) -> np.ndarray:
-    """Zone index map (0 outside the lungs) splitting each lung into thirds of its height."""
-    shape = next(iter(lungs.values())).shape
-    zone_map = np.zeros(shape, np.uint8)
-    for side, lung in lungs.items():
-        rows = np.flatnonzero(lung.any(axis=1))
-        if rows.size == 0:
-            continue
-        edges = np.linspace(rows[0], rows[-1] + 1, 4)
-        row_level = np.clip(np.searchsorted(edges, np.arange(shape[0]), side="right") - 1, 0, 2)
-        for level_index, level in enumerate(("upper", "middle", "lower")):
-            zone_map[(row_level == level_index)[:, None] & lung] = LUNG_ZONES.index(f"{level} {side}") + 1
-    return zone_map
-
-
 def _vessel_lines(rng: np.random.Generator, size: int, hila: list[tuple[float, float, float]]) -> np.ndarray:
     """Lung lines (vessels): about ten slightly curved rays fanning out laterally from each hilum, thinning outwards.
 
@@ -333,14 +320,14 @@ def _chest_anatomy(rng: np.random.Generator, size: int) -> tuple[dict[str, np.nd
     two lesions in one zone, and carry visible vessel lines (ground glass shows them, consolidation hides them)."""
     yy, xx = normalized_grid(size)
     edge = 4.0 / size
-    body = _soft(
+    body = soft_inside(
         ellipse_radius(yy, xx, 0.05 + rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03), rng.uniform(0.98, 1.08), 0.9),
         3 * edge,
     )
     heart_radius = ellipse_radius(
         yy, xx, rng.uniform(0.2, 0.3), rng.uniform(0.08, 0.14), rng.uniform(0.22, 0.27), rng.uniform(0.24, 0.3)
     )
-    heart = _soft(heart_radius, 6 * edge)
+    heart = soft_inside(heart_radius, 6 * edge)
     half_width = rng.uniform(0.08, 0.1)
     mediastinum = np.clip((half_width - np.abs(xx)) / (6 * edge) + 0.5, 0, 1) * (yy > -0.85)
     lung_soft = np.zeros_like(yy)
@@ -356,18 +343,11 @@ def _chest_anatomy(rng: np.random.Generator, size: int) -> tuple[dict[str, np.nd
             rng.uniform(0.29, 0.33),
             sign * rng.uniform(0.0, 0.1),
         )
-        lung_soft = np.maximum(lung_soft, _soft(radius, 4 * edge))
+        lung_soft = np.maximum(lung_soft, soft_inside(radius, 4 * edge))
         lungs[side] = (radius < 1.0) & (heart_radius >= 1.0) & (np.abs(xx) >= half_width)
         hila.append((rng.uniform(-0.1, 0.05), sign * (half_width + 0.04), sign))
     lung_soft *= (1.0 - heart) * (1.0 - mediastinum)
-    rib_width = rng.uniform(0.025, 0.035)
-    rib_spacing = rng.uniform(0.14, 0.17)
-    lateral = np.clip((np.abs(xx) - 0.05) / 0.75, 0.0, 1.0)
-    rib_coordinate = (yy - 0.4 * (1.0 - np.sqrt(1.0 - lateral**2)) - rng.uniform(-0.8, -0.7)) / rib_spacing
-    nearest_rib = np.clip(np.round(rib_coordinate), 0, 7)
-    ribs = np.clip(1.0 - ((rib_coordinate - nearest_rib) * rib_spacing / rib_width) ** 2, 0.0, 1.0) * (
-        np.abs(xx) > 0.08
-    )
+    ribs = posterior_ribs(rng, yy, xx)
     lines = lung_soft * (
         0.02 * smooth_noise(rng, size, cells=max(8, size // 8)) + 0.12 * _vessel_lines(rng, size, hila)
     )
@@ -443,7 +423,7 @@ def render_chest_xray_kinds(
     scale = size / 128
     yy, xx = normalized_grid(size)
     anatomy, lungs = _chest_anatomy(rng, size)
-    lung_zone_map = _lung_zone_partition(lungs)
+    lung_zone_map = lung_zone_partition(lungs)
     available = [z for z in range(1, len(LUNG_ZONES) + 1) if (lung_zone_map == z).any()]
     plan = _plan_lesions(rng, n_lesions, available) if n_lesions else []
     roughness = smooth_noise(rng, size, cells=10)
@@ -503,13 +483,6 @@ def _sample_paths(folder: str, name: str) -> dict[str, str]:
 _SUBFOLDERS = ("img", "labelcol", "labelkinds", "labelzones", "lungzones", "labeloracle")
 
 
-def _write_table(path: str, rows: list[tuple[str, str]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(("Image", "Description"))
-        writer.writerows(rows)
-
-
 def _kind_critical(present: list[dict], named: list[dict]) -> bool:
     """Whether a named finding shares its zone with an unnamed lesion (the zone alone does not give the mask)."""
     named_keys = {(f["kind"], f["zone"]) for f in named}
@@ -559,75 +532,60 @@ def make_chest_xray_kinds_dataset(
         summary dict: ``out_dir``, ``datalist``, ``counts``, ``lesions_present`` and ``lesions_named`` per kind,
         ``kind_critical`` per split.
     """
-    counts = {
-        "training": check_count("n_train", n_train),
-        "validation": check_count("n_val", n_val),
-        "test": check_count("n_test", n_test),
-    }
+    counts = lvit_split_counts(n_train, n_val, n_test)
     image_size = check_image_size(image_size, minimum=64)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    datalist: dict[str, list[dict]] = {}
-    present_per_kind = dict.fromkeys(LESION_KINDS, 0)
-    named_per_kind = dict.fromkeys(LESION_KINDS, 0)
-    kind_critical = {}
-    with staged_output_dir(out_dir, overwrite=overwrite) as staging:
-        for split_index, (key, prefix) in enumerate(LVIT_SPLITS.items()):
-            folder = f"{prefix}_Folder"
-            for subfolder in _SUBFOLDERS:
-                os.makedirs(os.path.join(staging, folder, subfolder))
-            rows, items = [], []
-            for i in range(counts[key]):
-                rng = sample_rng(seed, split_index, i)
-                image, kind_map, zone_map, lung_zones, present = render_chest_xray_kinds(
-                    rng, image_size, n_lesions=int(rng.integers(2, 5))
-                )
-                chosen = rng.choice(len(present), size=int(rng.integers(1, len(present) + 1)), replace=False)
-                named = _check_findings([present[j] for j in chosen])
-                report = compose_findings_report(named, rng)
-                name = f"{prefix.lower()}_{i:04d}"
-                paths = _sample_paths(folder, name)
-                mask = mask_for_findings(kind_map, zone_map, named).astype(np.uint8) * 255
-                for array, path_key in (
-                    (image, "image"),
-                    (mask, "label"),
-                    (kind_map, "kind_map"),
-                    (zone_map, "zone_map"),
-                    (lung_zones, "lung_zones"),
-                    (oracle_channels(lung_zones, named), "oracle"),
-                ):
-                    write_png(array, os.path.join(staging, paths[path_key]))
-                rows.append((f"mask_{name}.png", report))
-                critical = _kind_critical(present, named)
-                items.append(
-                    {
-                        **paths,
-                        "name": name,
-                        "text": report,
-                        "findings_present": present,
-                        "findings_named": named,
-                        "kind_critical": critical,
-                    }
-                )
-                for finding in present:
-                    present_per_kind[finding["kind"]] += 1
-                for finding in named:
-                    named_per_kind[finding["kind"]] += 1
-            _write_table(os.path.join(staging, folder, f"{prefix}_text.csv"), rows)
-            datalist[key] = items
-            kind_critical[key] = sum(item["kind_critical"] for item in items)
-        write_json(datalist, os.path.join(staging, "datalist.json"))
-        summary = {
+
+    def write_sample(rng, staging, split, index, _):
+        image, kind_map, zone_map, lung_zones, present = render_chest_xray_kinds(
+            rng, image_size, n_lesions=int(rng.integers(2, 5))
+        )
+        chosen = rng.choice(len(present), size=int(rng.integers(1, len(present) + 1)), replace=False)
+        named = _check_findings([present[j] for j in chosen])
+        report = compose_findings_report(named, rng)
+        prefix = LVIT_SPLITS[split]
+        name = f"{prefix.lower()}_{index:04d}"
+        paths = _sample_paths(f"{prefix}_Folder", name)
+        mask = mask_for_findings(kind_map, zone_map, named).astype(np.uint8) * 255
+        for array, path_key in (
+            (image, "image"),
+            (mask, "label"),
+            (kind_map, "kind_map"),
+            (zone_map, "zone_map"),
+            (lung_zones, "lung_zones"),
+            (oracle_channels(lung_zones, named), "oracle"),
+        ):
+            write_png(array, os.path.join(staging, paths[path_key]))
+        return {
+            **paths,
+            "name": name,
+            "text": report,
+            "findings_present": present,
+            "findings_named": named,
+            "kind_critical": _kind_critical(present, named),
+        }
+
+    def summarize(datalist):
+        items = [item for split_items in datalist.values() for item in split_items]
+        present_per_kind = dict.fromkeys(LESION_KINDS, 0)
+        named_per_kind = dict.fromkeys(LESION_KINDS, 0)
+        for item in items:
+            for finding in item["findings_present"]:
+                present_per_kind[finding["kind"]] += 1
+            for finding in item["findings_named"]:
+                named_per_kind[finding["kind"]] += 1
+        return {
             "generator": "make_chest_xray_kinds_dataset",
             "parameters": {"image_size": image_size, "seed": int(seed)},
             "counts": counts,
             "lesions_present": present_per_kind,
             "lesions_named": named_per_kind,
-            "kind_critical": kind_critical,
+            "kind_critical": {split: sum(item["kind_critical"] for item in items) for split, items in datalist.items()},
             "lesion_kinds": list(LESION_KINDS),
             "lung_zones": list(LUNG_ZONES),
         }
-        write_json(summary, os.path.join(staging, MARKER_FILE))
-    return {**summary, "out_dir": out_dir, "datalist": os.path.join(out_dir, "datalist.json")}
+
+    samples = {split: range(n) for split, n in counts.items()}
+    return write_lvit_splits(out_dir, samples, _SUBFOLDERS, write_sample, summarize, seed, overwrite=overwrite)
 
 
 def make_kinds_rereported_split(
@@ -652,72 +610,43 @@ def make_kinds_rereported_split(
     Returns:
         summary dict: ``out_dir``, ``mode``, ``phrasing``, ``counts`` and ``skipped`` (images with no other subset).
     """
-    splits = [splits] if isinstance(splits, str) else list(splits)
     if mode not in ("counterfactual", "rephrased", "generic"):
         raise ValueError(f"mode must be 'counterfactual', 'rephrased' or 'generic', got {mode!r}.")
     if phrasing not in REPORT_PHRASINGS:
         raise ValueError(f"phrasing must be one of {list(REPORT_PHRASINGS)}, got {phrasing!r}.")
-    unknown = [split for split in splits if split not in LVIT_SPLITS]
-    if unknown or not splits:
-        raise ValueError(f"splits must be among {list(LVIT_SPLITS)}, got {splits!r}.")
-    dataset_dir = os.path.abspath(os.fspath(dataset_dir))
-    datalist_path = os.path.join(dataset_dir, "datalist.json")
-    if not os.path.isfile(datalist_path):
-        raise FileNotFoundError(f"{datalist_path} not found: {dataset_dir} is not a make_chest_xray_kinds_dataset set.")
-    with open(datalist_path, encoding="utf-8") as f:
-        source = json.load(f)
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    datalist, counts, skipped = {}, {}, {}
-    with staged_output_dir(out_dir, overwrite=overwrite) as staging:
-        for split in splits:
-            prefix = LVIT_SPLITS[split]
-            folder = f"{prefix}_Folder"
-            for subfolder in _SUBFOLDERS:
-                os.makedirs(os.path.join(staging, folder, subfolder))
-            items, rows, skipped[split] = [], [], 0
-            for i, record in enumerate(source[split]):
-                rng = sample_rng(seed, _REREPORT_KEY + list(LVIT_SPLITS).index(split), i)
-                present, named = record["findings_present"], record["findings_named"]
-                if mode == "counterfactual":
-                    subsets = [
-                        [f for j, f in enumerate(present) if bits >> j & 1] for bits in range(1, 2 ** len(present))
-                    ]
-                    subsets = [subset for subset in subsets if subset != named]
-                    if not subsets:
-                        skipped[split] += 1
-                        continue
-                    named = subsets[int(rng.integers(len(subsets)))]
-                report = prompt if mode == "generic" else compose_findings_report(named, rng, phrasing)
-                for key in ("image", "kind_map", "zone_map", "lung_zones"):
-                    shutil.copyfile(os.path.join(dataset_dir, record[key]), os.path.join(staging, record[key]))
-                if mode == "counterfactual":
-                    kind_map = np.asarray(Image.open(os.path.join(dataset_dir, record["kind_map"])))
-                    zone_map = np.asarray(Image.open(os.path.join(dataset_dir, record["zone_map"])))
-                    lung_zones = np.asarray(Image.open(os.path.join(dataset_dir, record["lung_zones"])))
-                    mask = mask_for_findings(kind_map, zone_map, named).astype(np.uint8) * 255
-                    write_png(mask, os.path.join(staging, record["label"]))
-                    write_png(oracle_channels(lung_zones, named), os.path.join(staging, record["oracle"]))
-                else:
-                    for key in ("label", "oracle"):
-                        shutil.copyfile(os.path.join(dataset_dir, record[key]), os.path.join(staging, record[key]))
-                rows.append((os.path.basename(record["label"]), report))
-                items.append(
-                    {**record, "text": report, "findings_named": named, "kind_critical": _kind_critical(present, named)}
-                )
-            _write_table(os.path.join(staging, folder, f"{prefix}_text.csv"), rows)
-            datalist[split], counts[split] = items, len(items)
-        write_json(datalist, os.path.join(staging, "datalist.json"))
-        summary = {
-            "generator": "make_kinds_rereported_split",
-            "source": dataset_dir,
-            "mode": mode,
-            "phrasing": phrasing,
-            "counts": counts,
-            "skipped": skipped,
-            "seed": int(seed),
-        }
-        write_json(summary, os.path.join(staging, MARKER_FILE))
-    return {**summary, "out_dir": out_dir}
+
+    def rereport_sample(rng, dataset_dir, staging, record):
+        present, named = record["findings_present"], record["findings_named"]
+        if mode == "counterfactual":
+            subsets = other_subsets(present, named)
+            if not subsets:
+                return None
+            named = subsets[int(rng.integers(len(subsets)))]
+        report = prompt if mode == "generic" else compose_findings_report(named, rng, phrasing)
+        copy_sample_files(dataset_dir, staging, record, ("image", "kind_map", "zone_map", "lung_zones"))
+        if mode == "counterfactual":
+            kind_map = np.asarray(Image.open(os.path.join(dataset_dir, record["kind_map"])))
+            zone_map = np.asarray(Image.open(os.path.join(dataset_dir, record["zone_map"])))
+            lung_zones = np.asarray(Image.open(os.path.join(dataset_dir, record["lung_zones"])))
+            mask = mask_for_findings(kind_map, zone_map, named).astype(np.uint8) * 255
+            write_png(mask, os.path.join(staging, record["label"]))
+            write_png(oracle_channels(lung_zones, named), os.path.join(staging, record["oracle"]))
+        else:
+            copy_sample_files(dataset_dir, staging, record, ("label", "oracle"))
+        return {**record, "text": report, "findings_named": named, "kind_critical": _kind_critical(present, named)}
+
+    summary = {"generator": "make_kinds_rereported_split", "mode": mode, "phrasing": phrasing}
+    return rereport_lvit_splits(
+        dataset_dir,
+        out_dir,
+        splits,
+        _SUBFOLDERS,
+        rereport_sample,
+        summary,
+        "make_chest_xray_kinds_dataset",
+        seed,
+        overwrite,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

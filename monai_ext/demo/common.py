@@ -31,6 +31,7 @@ __all__ = [
     "write_json",
     "normalized_grid",
     "ellipse_radius",
+    "soft_inside",
     "smooth_noise",
     "split_counts",
     "check_count",
@@ -151,6 +152,12 @@ def ellipse_radius(
     u = cos * dx + sin * dy
     v = -sin * dx + cos * dy
     return np.sqrt((u / rx) ** 2 + (v / ry) ** 2)
+
+
+def soft_inside(radius: np.ndarray, edge: float) -> np.ndarray:
+    """1 inside an ellipse (``radius`` from :func:`ellipse_radius` < 1), 0 outside, with a linear ramp of width
+    ``edge`` across the border."""
+    return np.clip((1.0 - radius) / edge + 0.5, 0.0, 1.0)
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cells: int = 8) -> np.ndarray:

@@ -47,9 +47,8 @@ class SegmentationReportWriter:
         text_key: str = "text",
     ):
         self.output_dir = output_dir
-        self.num_classes = num_classes
-        self.class_names = class_names
-        self.regions = regions
+        # Passed on to each run's SegmentationReport.
+        self.report_options = {"num_classes": num_classes, "class_names": class_names, "regions": regions}
         self.overwrite = overwrite
         self.text_key = text_key
         self.report: SegmentationReport | None = None
@@ -60,9 +59,7 @@ class SegmentationReportWriter:
         engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _start(self, engine: Engine) -> None:
-        self.report = SegmentationReport(
-            num_classes=self.num_classes, class_names=self.class_names, regions=self.regions
-        )
+        self.report = SegmentationReport(**self.report_options)
 
     def _add(self, engine: Engine) -> None:
         for i, item in enumerate(output_items(engine)):

@@ -17,7 +17,9 @@ from monai_ext.data import evaluation_records, prepare_cardiac_domains, prepare_
 from monai_ext.demo import MSCMRSEG_LABEL_MAP
 from monai_ext.metrics import SegmentationReport
 
-BUNDLE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles", "vlsanet")
+BUNDLE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles", "vlsanet"
+)
 
 
 def _png(path, array):

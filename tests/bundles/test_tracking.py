@@ -7,7 +7,9 @@ from monai.bundle import ConfigWorkflow
 
 from monai_ext.demo import make_chest_xray_dataset
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles", "tgcnet", "configs")
+CONFIGS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles", "tgcnet", "configs"
+)
 
 
 def test_mlflow_tracking_records_losses_and_metrics(tmp_path):

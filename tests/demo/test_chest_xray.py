@@ -1,33 +1,18 @@
 """Synthetic report-referred chest X-rays: files, determinism, and agreement between reports, masks and zone maps."""
 
-import csv
 import itertools
 import json
 import os
 
 import numpy as np
 import pytest
+from lvit_files import assert_lvit_tables, read_png, tree_bytes
 from PIL import Image
 from scipy import ndimage
 
 from monai_ext.demo import LUNG_ZONES, compose_report, make_chest_xray_dataset, mask_for_zones, parse_report_zones
 
 SIZE = 64
-
-
-def _files(root):
-    """Relative path -> bytes of every file under ``root``."""
-    out = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
-
-
-def _png(root, relative):
-    return np.asarray(Image.open(os.path.join(root, relative)))
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +27,13 @@ def test_lvit_layout_and_datalist(dataset):
     root, summary, datalist = dataset
     assert summary["counts"] == {"training": 6, "validation": 2, "test": 3}
     assert summary["datalist"] == os.path.join(root, "datalist.json")
-    for key, prefix, n in (("training", "Train", 6), ("validation", "Val", 2), ("test", "Test", 3)):
+    assert_lvit_tables(root, datalist)
+    for key, n in (("training", 6), ("validation", 2), ("test", 3)):
         items = datalist[key]
         assert len(items) == n
-        with open(os.path.join(root, f"{prefix}_Folder", f"{prefix}_text.csv"), newline="") as f:
-            rows = list(csv.DictReader(f))
-        assert [r["Image"] for r in rows] == [os.path.basename(item["label"]) for item in items]
-        assert [r["Description"] for r in rows] == [item["text"] for item in items]
         for item in items:
-            assert item["image"] == f"{prefix}_Folder/img/{item['name']}.png"
-            assert item["label"] == f"{prefix}_Folder/labelcol/mask_{item['name']}.png"
-            image, mask = _png(root, item["image"]), _png(root, item["label"])
+            image, mask = read_png(root, item["image"]), read_png(root, item["label"])
             assert image.shape == mask.shape == (SIZE, SIZE) and image.dtype == mask.dtype == np.uint8
-            assert set(np.unique(mask)) <= {0, 255}
 
 
 def test_report_mask_and_zone_map_agree(dataset):
@@ -63,16 +42,18 @@ def test_report_mask_and_zone_map_agree(dataset):
         named = parse_report_zones(item["text"])
         assert named == item["zones_named"]
         assert 1 <= len(named) and set(named) <= set(item["zones_present"])
-        zone_map = _png(root, item["zone_map"])
+        zone_map = read_png(root, item["zone_map"])
         # every drawn lesion has its own zone value; nothing else is marked
         assert sorted(set(np.unique(zone_map)) - {0}) == [LUNG_ZONES.index(z) + 1 for z in item["zones_present"]]
-        np.testing.assert_array_equal(mask_for_zones(zone_map, named).astype(np.uint8) * 255, _png(root, item["label"]))
+        np.testing.assert_array_equal(
+            mask_for_zones(zone_map, named).astype(np.uint8) * 255, read_png(root, item["label"])
+        )
 
 
 def test_lesions_are_bright_single_blobs_on_the_patients_side(dataset):
     root, _, datalist = dataset
     for item in itertools.chain(*datalist.values()):
-        zone_map, image = _png(root, item["zone_map"]), _png(root, item["image"]).astype(float)
+        zone_map, image = read_png(root, item["zone_map"]), read_png(root, item["image"]).astype(float)
         columns = {}
         for zone in item["zones_present"]:
             lesion = zone_map == LUNG_ZONES.index(zone) + 1
@@ -90,7 +71,7 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
     make_chest_xray_dataset(tmp_path / "a", seed=1, **kwargs)
     make_chest_xray_dataset(tmp_path / "b", seed=1, **kwargs)
     make_chest_xray_dataset(tmp_path / "c", seed=2, **kwargs)
-    a, b, c = (_files(tmp_path / name) for name in "abc")
+    a, b, c = (tree_bytes(tmp_path / name) for name in "abc")
     assert len(a) == 4 * 3 + 3 + 2  # image, mask, zone map per sample; a CSV per split; datalist and marker
     assert a == b
     assert a.keys() == c.keys()
@@ -100,7 +81,7 @@ def test_same_seed_same_bytes_other_seed_other_images(tmp_path):
 def test_sample_does_not_depend_on_counts(tmp_path):
     make_chest_xray_dataset(tmp_path / "small", n_train=1, n_val=0, n_test=0, image_size=SIZE)
     make_chest_xray_dataset(tmp_path / "large", n_train=3, n_val=1, n_test=0, image_size=SIZE)
-    small, large = _files(tmp_path / "small"), _files(tmp_path / "large")
+    small, large = tree_bytes(tmp_path / "small"), tree_bytes(tmp_path / "large")
     for name in ("img/train_0000.png", "labelcol/mask_train_0000.png", "labelzones/zones_train_0000.png"):
         assert small[f"Train_Folder/{name}"] == large[f"Train_Folder/{name}"]
 
@@ -117,8 +98,10 @@ def test_name_all_lesions_keeps_images_and_names_everything(tmp_path):
     for s, a in zip(subset, everything):
         assert a["zones_named"] == a["zones_present"] == s["zones_present"]
         assert parse_report_zones(a["text"]) == a["zones_present"]
-        assert _files(tmp_path / "subset")[s["image"]] == _files(tmp_path / "all")[a["image"]]
-        assert (_png(tmp_path / "all", a["label"]) > 0).sum() == (_png(tmp_path / "all", a["zone_map"]) > 0).sum()
+        assert tree_bytes(tmp_path / "subset")[s["image"]] == tree_bytes(tmp_path / "all")[a["image"]]
+        assert (read_png(tmp_path / "all", a["label"]) > 0).sum() == (
+            read_png(tmp_path / "all", a["zone_map"]) > 0
+        ).sum()
 
 
 def test_compose_and_parse_are_inverse_for_every_zone_subset():

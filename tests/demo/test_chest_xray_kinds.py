@@ -1,7 +1,6 @@
 """Demo task v2: lesion kinds, reports by clinical term and zone, masks, oracle input, and the pretraining caption
 corpus (plain words only, disjoint from the evaluation images)."""
 
-import csv
 import hashlib
 import itertools
 import json
@@ -9,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from lvit_files import assert_lvit_tables, read_png, tree_bytes
 from PIL import Image
 
 from monai_ext.demo import (
@@ -38,20 +38,6 @@ KNOWLEDGE_V2 = os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "medical_
 CLINICAL_WORDS = ("consolid", "ground-glass", "ground glass", "glass", "opacit", "ggo", "nodul", "lesion", "infect")
 
 
-def _files(root):
-    out = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
-
-
-def _png(root, relative):
-    return np.asarray(Image.open(os.path.join(root, relative)))
-
-
 def _pairs(findings):
     return {(f["kind"], f["zone"]) for f in findings}
 
@@ -75,17 +61,14 @@ def corpus(tmp_path_factory):
 def test_lvit_layout_and_datalist(dataset):
     root, summary, datalist = dataset
     assert summary["counts"] == {"training": 8, "validation": 2, "test": 4}
-    for key, prefix in (("training", "Train"), ("validation", "Val"), ("test", "Test")):
-        with open(os.path.join(root, f"{prefix}_Folder", f"{prefix}_text.csv"), newline="") as f:
-            rows = list(csv.DictReader(f))
-        assert [r["Image"] for r in rows] == [os.path.basename(item["label"]) for item in datalist[key]]
-        assert [r["Description"] for r in rows] == [item["text"] for item in datalist[key]]
-        for item in datalist[key]:
-            assert item["image"] == f"{prefix}_Folder/img/{item['name']}.png"
-            assert item["label"] == f"{prefix}_Folder/labelcol/mask_{item['name']}.png"
-            image, mask, oracle = _png(root, item["image"]), _png(root, item["label"]), _png(root, item["oracle"])
-            assert image.shape == mask.shape == (SIZE, SIZE) and oracle.shape == (SIZE, SIZE, 3)
-            assert set(np.unique(mask)) <= {0, 255}
+    assert_lvit_tables(root, datalist)
+    for item in itertools.chain(*datalist.values()):
+        image, mask, oracle = (
+            read_png(root, item["image"]),
+            read_png(root, item["label"]),
+            read_png(root, item["oracle"]),
+        )
+        assert image.shape == mask.shape == (SIZE, SIZE) and oracle.shape == (SIZE, SIZE, 3)
 
 
 def test_report_names_exactly_the_masked_lesions(dataset):
@@ -94,18 +77,18 @@ def test_report_names_exactly_the_masked_lesions(dataset):
         named, present = item["findings_named"], item["findings_present"]
         assert parse_report_findings(item["text"]) == named
         assert 2 <= len(present) <= 4 and 1 <= len(named) and _pairs(named) <= _pairs(present)
-        kind_map, zone_map = _png(root, item["kind_map"]), _png(root, item["zone_map"])
-        lung_zones = _png(root, item["lung_zones"])
+        kind_map, zone_map = read_png(root, item["kind_map"]), read_png(root, item["zone_map"])
+        lung_zones = read_png(root, item["lung_zones"])
         # The maps hold every drawn lesion, each (kind, zone) once, inside its own lung zone, and nothing else.
         lesion = kind_map > 0
         assert np.array_equal(lesion, zone_map > 0)
         drawn = {(LESION_KINDS[k - 1], LUNG_ZONES[z - 1]) for k, z in zip(kind_map[lesion], zone_map[lesion])}
         assert drawn == _pairs(present)
         assert np.array_equal(lung_zones[lesion], zone_map[lesion])
-        mask = _png(root, item["label"]) > 0
+        mask = read_png(root, item["label"]) > 0
         assert np.array_equal(mask, mask_for_findings(kind_map, zone_map, named))
         assert mask.any() and not (mask & ~lesion).any()
-        assert np.array_equal(_png(root, item["oracle"]), oracle_channels(lung_zones, named))
+        assert np.array_equal(read_png(root, item["oracle"]), oracle_channels(lung_zones, named))
         assert item["kind_critical"] == any(
             f["zone"] == g["zone"] for f in named for g in present if (g["kind"], g["zone"]) not in _pairs(named)
         )
@@ -135,7 +118,7 @@ def test_same_seed_same_bytes_and_sample_independent_of_counts(tmp_path):
     make_chest_xray_kinds_dataset(tmp_path / "b", n_train=2, seed=1, **kwargs)
     make_chest_xray_kinds_dataset(tmp_path / "c", n_train=2, seed=2, **kwargs)
     make_chest_xray_kinds_dataset(tmp_path / "d", n_train=3, seed=1, **kwargs)
-    a, b, c, d = (_files(tmp_path / name) for name in "abcd")
+    a, b, c, d = (tree_bytes(tmp_path / name) for name in "abcd")
     assert a == b
     assert a["Train_Folder/img/train_0000.png"] != c["Train_Folder/img/train_0000.png"]
     assert all(d[name] == a[name] for name in a if "train_0001" in name or "test_0000" in name)
@@ -195,12 +178,14 @@ def test_rereported_splits(dataset, tmp_path):
             named = parse_report_findings(item["text"])
             assert named == item["findings_named"] != source["findings_named"]
             assert _pairs(named) <= _pairs(source["findings_present"])
-            kind_map, zone_map = _png(tmp_path / "cf", item["kind_map"]), _png(tmp_path / "cf", item["zone_map"])
-            assert np.array_equal(
-                _png(tmp_path / "cf", item["label"]) > 0, mask_for_findings(kind_map, zone_map, named)
+            kind_map, zone_map = read_png(tmp_path / "cf", item["kind_map"]), read_png(
+                tmp_path / "cf", item["zone_map"]
             )
-            lung_zones = _png(tmp_path / "cf", item["lung_zones"])
-            assert np.array_equal(_png(tmp_path / "cf", item["oracle"]), oracle_channels(lung_zones, named))
+            assert np.array_equal(
+                read_png(tmp_path / "cf", item["label"]) > 0, mask_for_findings(kind_map, zone_map, named)
+            )
+            lung_zones = read_png(tmp_path / "cf", item["lung_zones"])
+            assert np.array_equal(read_png(tmp_path / "cf", item["oracle"]), oracle_channels(lung_zones, named))
             assert not any(term in item["text"] for term in ("consolidation", "ground-glass", "a nodule"))
 
     make_kinds_rereported_split(root, tmp_path / "re", splits="test", mode="rephrased", phrasing="held_out_frames")
@@ -208,7 +193,7 @@ def test_rereported_splits(dataset, tmp_path):
         for item in json.load(f)["test"]:
             assert parse_report_findings(item["text"]) == original[item["name"]]["findings_named"]
             assert "zone of the" in item["text"]
-            assert _files(tmp_path / "re")[item["label"]] == _files(root)[item["label"]]
+            assert tree_bytes(tmp_path / "re")[item["label"]] == tree_bytes(root)[item["label"]]
 
     make_kinds_rereported_split(root, tmp_path / "generic", splits=["test"], mode="generic", prompt="Lungs.")
     with open(tmp_path / "generic" / "datalist.json") as f:
@@ -249,20 +234,20 @@ def test_corpus_layout_sources_and_determinism(corpus, tmp_path):
     assert summary["sources"] == CORPUS_SOURCES == {"chest": None, "fundus": "domain_a", "cardiac": "bssfp"}
     assert [len(items["training"]), len(items["held_out"])] == [40, 9]
     for item in itertools.chain(*items.values()):
-        image = _png(root, item["image"])
+        image = read_png(root, item["image"])
         assert image.shape[:2] == (SIZE, SIZE) and image.ndim == (3 if item["source"] == "fundus" else 2)
         assert len(item["captions"]) == 3 and item["content"].startswith(item["source"])
     again = make_caption_corpus(
         tmp_path / "again", counts={"chest": 24, "fundus": 8, "cardiac": 8}, held_out=3, image_size=SIZE
     )
-    assert _files(again["out_dir"]) == _files(root)
+    assert tree_bytes(again["out_dir"]) == tree_bytes(root)
 
 
 def test_corpus_is_disjoint_from_evaluation_images(corpus, tmp_path):
     """The corpus keys its random streams apart from every generator's evaluation images, for any seed."""
     root, _, items = corpus
     corpus_hashes = {
-        hashlib.sha256(_png(root, item["image"]).tobytes()).hexdigest() for item in itertools.chain(*items.values())
+        hashlib.sha256(read_png(root, item["image"]).tobytes()).hexdigest() for item in itertools.chain(*items.values())
     }
     evaluation = []
     for seed in (0, 1):
