@@ -76,23 +76,29 @@ def _package_imports(tree: ast.AST) -> list[tuple[ast.AST, str, list[str], bool]
 MODULES = _modules()
 
 
-@pytest.mark.parametrize("module,path", MODULES, ids=[m for m, _ in MODULES])
-def test_imports_run_down_the_layers(module, path):
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), filename=path)
+def import_problems(module: str, source: str, where: str) -> list[str]:
+    """What is wrong with the package imports of ``module`` (its source text), one line each."""
     own = unit_of(module)
     problems = []
-    for node, imported, names, in_function in _package_imports(tree):
-        where = f"{os.path.relpath(path, os.path.dirname(PACKAGE_DIR))}:{node.lineno}"
+    for node, imported, names, in_function in _package_imports(ast.parse(source)):
+        at = f"{where}:{node.lineno}"
         targets = [imported] + [f"{imported}.{n}" for n in names]
         target_unit = max((unit_of(t) for t in targets), key=len)
         if target_unit != own and LAYERS[target_unit] >= LAYERS[own]:
-            problems.append(f"{where}: {own} (layer {LAYERS[own]}) imports {target_unit} (layer {LAYERS[target_unit]})")
+            problems.append(f"{at}: {own} (layer {LAYERS[own]}) imports {target_unit} (layer {LAYERS[target_unit]})")
         private = [n for n in names if n.startswith("_") and n != "__version__"]
         if private and imported != module:
-            problems.append(f"{where}: imports private name(s) {private} of {imported}")
+            problems.append(f"{at}: imports private name(s) {private} of {imported}")
         if in_function:
-            problems.append(f"{where}: imports {imported} inside a function; import it at module level")
+            problems.append(f"{at}: imports {imported} inside a function; import it at module level")
+    return problems
+
+
+@pytest.mark.parametrize("module,path", MODULES, ids=[m for m, _ in MODULES])
+def test_imports_run_down_the_layers(module, path):
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    problems = import_problems(module, source, os.path.relpath(path, os.path.dirname(PACKAGE_DIR)))
     assert not problems, "\n".join(problems)
 
 
@@ -101,9 +107,17 @@ def test_every_unit_exists():
     assert set(LAYERS) <= names, sorted(set(LAYERS) - names)
 
 
-def test_checker_flags_an_upward_import(tmp_path):
-    """The checker itself: an import from a higher layer is reported (so the test above can fail)."""
-    tree = ast.parse("from monai_ext.bundle.parser import bundle_parser\n")
-    node, imported, names, in_function = _package_imports(tree)[0]
-    assert unit_of(imported) == "monai_ext.bundle" and LAYERS[unit_of(imported)] > LAYERS["monai_ext.io"]
-    assert not in_function
+def test_checker_reports_each_kind_of_problem():
+    """The checker itself, so that the test above can fail: upward, private and function-level imports."""
+    source = (
+        "from monai_ext.bundle.parser import bundle_parser\n"
+        "from monai_ext.io import _new_file_mode\n"
+        "def f():\n"
+        "    from monai_ext.flags import ensure_flag\n"
+    )
+    problems = import_problems("monai_ext.data.readers", source, "readers.py")
+    assert len(problems) == 3, problems
+    assert "monai_ext.data (layer 2) imports monai_ext.bundle (layer 6)" in problems[0]
+    assert "private name(s) ['_new_file_mode']" in problems[1]
+    assert "inside a function" in problems[2]
+    assert import_problems("monai_ext.bundle.export", "from monai_ext.io import atomic_write\n", "export.py") == []

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
 import os
 import time
@@ -35,8 +34,6 @@ __all__ = [
     "format_dg_table",
     "run_domain_generalization",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 # Ablation variants: config overrides of bundles/vlsanet/configs/train.json.

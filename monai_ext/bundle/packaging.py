@@ -36,7 +36,6 @@ import importlib
 import importlib.metadata
 import io
 import json
-import logging
 import os
 import re
 import sys
@@ -59,7 +58,6 @@ __all__ = [
     "large_file_paths",
 ]
 
-logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "sha256sums.txt"
 SCRIPTS_IMPORT = "$import scripts"

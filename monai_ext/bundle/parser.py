@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,8 +23,6 @@ __all__ = [
     "network_input_keys",
     "text_only_transforms",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def resolve_config(bundle_dir: str, name: str) -> str:

@@ -5,7 +5,6 @@ source and target domains in."""
 from __future__ import annotations
 
 import glob
-import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -14,8 +13,6 @@ from monai_ext.data.volume import VolumeSlicer
 from monai_ext.io import NIFTI_SUFFIXES, PICTURE_SUFFIXES, image_stem
 
 __all__ = ["IMAGE_DIRS", "MASK_DIRS", "prepare_fundus_domains", "prepare_cardiac_domains"]
-
-logger = logging.getLogger(__name__)
 
 
 IMAGE_DIRS = ("images", "image", "imgs", "img")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from monai_ext.data.domains import prepare_cardiac_domains, prepare_fundus_domains
@@ -10,8 +9,6 @@ from monai_ext.demo.cardiac import make_cardiac_dataset
 from monai_ext.demo.fundus import make_fundus_dataset
 
 __all__ = ["DEMO_DOMAINS", "make_demo_data"]
-
-logger = logging.getLogger(__name__)
 
 
 DEMO_DOMAINS = {"fundus": ["domain_a", "domain_b", "domain_c", "domain_d"], "cardiac": ["bssfp", "lge", "t2"]}

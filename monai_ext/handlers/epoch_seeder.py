@@ -7,7 +7,6 @@ batches and augmentations (on CPU; GPU kernels may add non-determinism of their 
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -15,8 +14,6 @@ import torch
 from ignite.engine import Engine, Events
 
 __all__ = ["epoch_seed", "EpochSeeder"]
-
-logger = logging.getLogger(__name__)
 
 
 _MAX_SEED = 2**31 - 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from ignite.engine import Engine, Events
@@ -11,8 +10,6 @@ from monai_ext.handlers.utils import as_index_map, item_name, output_items, pict
 from monai_ext.visualize import save_overlay_png
 
 __all__ = ["OverlayWriter"]
-
-logger = logging.getLogger(__name__)
 
 
 class OverlayWriter:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ignite.engine import Engine, Events
 
 __all__ = ["ItemProgressBar"]
-
-logger = logging.getLogger(__name__)
 
 
 class ItemProgressBar:

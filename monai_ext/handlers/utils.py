@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -14,8 +13,6 @@ from ignite.engine import Engine
 from monai_ext.io import image_stem
 
 __all__ = ["item_name", "output_items", "item_spacing", "as_index_map", "picture_axes"]
-
-logger = logging.getLogger(__name__)
 
 
 def item_name(item: dict[str, Any], fallback: str) -> str:
