@@ -37,6 +37,7 @@ from monai_ext.checkpoint import (
 
 __all__ = [
     "TINY_CLIP_NAME",
+    "ALIGNED_TINY_CLIP_CHECKPOINT",
     "ClipCheckpointError",
     "PretrainedWeightsNotFoundError",
     "create_clip",
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 TINY_CLIP_NAME = "monai-textseg-tiny-clip"
 CLIP_CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
+# The tiny configuration pretrained on the demo caption corpus (scripts/pretrain_clip.py; record beside it).
+ALIGNED_TINY_CLIP_CHECKPOINT = str(Path(__file__).resolve().parent / "clip_weights" / "tiny_clip_aligned.safetensors")
 # open_clip's default file name inside a Hugging Face hub repository when the pretrained cfg names none.
 _HF_DEFAULT_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _URL_CACHE_DIR = Path("~/.cache/clip")

@@ -1,5 +1,6 @@
 """create_clip: offline-first loading, checkpoint round trip, clear errors; tokenizer; lazy config registration."""
 
+import json
 import logging
 import os
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from monai_ext.clip import (
+    ALIGNED_TINY_CLIP_CHECKPOINT,
     TINY_CLIP_NAME,
     ClipCheckpointError,
     PretrainedWeightsNotFoundError,
@@ -17,6 +19,7 @@ from monai_ext.clip import (
     find_pretrained_weights,
     get_clip_tokenizer,
 )
+from monai_ext.io import sha256_file
 
 
 @pytest.fixture(autouse=True)
@@ -168,3 +171,21 @@ def test_import_does_not_register_configs():
     )
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_shipped_aligned_tiny_clip_matches_its_record_and_loads_like_any_checkpoint():
+    """The pretrained tiny CLIP that ships with the package (scripts/pretrain_clip.py) is the file its record names,
+    loads through the same checkpoint path as real weights, and is not the random initialisation."""
+    digest = sha256_file(ALIGNED_TINY_CLIP_CHECKPOINT)
+    with open(ALIGNED_TINY_CLIP_CHECKPOINT + ".sha256", encoding="utf-8") as f:
+        assert f.read().split()[0] == digest
+    with open(os.path.splitext(ALIGNED_TINY_CLIP_CHECKPOINT)[0] + ".json", encoding="utf-8") as f:
+        record = json.load(f)
+    assert record["sha256"] == digest and record["model_name"] == TINY_CLIP_NAME and record["dtype"] == "float16"
+    aligned = create_clip(TINY_CLIP_NAME, checkpoint=ALIGNED_TINY_CLIP_CHECKPOINT)
+    random_init = create_clip(TINY_CLIP_NAME)
+    image, tokens = _inputs()
+    with torch.no_grad():
+        aligned_text, random_text = aligned.encode_text(tokens), random_init.encode_text(tokens)
+    assert aligned_text.dtype == torch.float32 and torch.isfinite(aligned_text).all()
+    assert not torch.allclose(aligned_text, random_text, atol=1e-3)

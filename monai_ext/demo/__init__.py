@@ -43,6 +43,7 @@ from .chest_xray_kinds import (
     oracle_channels,
     parse_report_findings,
     render_chest_xray_kinds,
+    with_oracle_inputs,
 )
 from .common import MARKER_FILE, sample_rng
 from .dicom import write_dicom_ct_slice
@@ -75,6 +76,7 @@ __all__ = [
     "make_chest_xray_kinds_dataset",
     "make_kinds_rereported_split",
     "make_caption_corpus",
+    "with_oracle_inputs",
     "FundusDomain",
     "FUNDUS_DOMAINS",
     "FUNDUS_LABELS",

@@ -30,6 +30,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from monai_ext.io import image_stem
+
 from .cardiac import CARDIAC_DOMAINS, render_cardiac_volume
 from .chest_xray import (
     LUNG_ZONES,
@@ -586,6 +588,32 @@ def make_chest_xray_kinds_dataset(
 
     samples = {split: range(n) for split, n in counts.items()}
     return write_lvit_splits(out_dir, samples, _SUBFOLDERS, write_sample, summarize, seed, overwrite=overwrite)
+
+
+def with_oracle_inputs(records: Sequence[Mapping]) -> list[dict]:
+    """Records of a v2 demo split (e.g. from ``monai_ext.data.load_lvit_split``) with the path of each image's oracle
+    input added under ``"oracle"`` (``<split>_Folder/labeloracle/oracle_<name>.png`` beside ``img/<name>.png``).
+
+    Used by the oracle baseline (``configs/oracle_unet.json``), which reads these channels with the image.
+
+    Raises:
+        FileNotFoundError: an oracle input is missing (the records are not of a :func:`make_chest_xray_kinds_dataset`
+            set); the message names the first missing file and how many are missing.
+    """
+    out, missing = [], []
+    for record in records:
+        image = os.fspath(record["image"])
+        split_folder = os.path.dirname(os.path.dirname(image))
+        oracle = os.path.join(split_folder, "labeloracle", f"oracle_{image_stem(image)}.png")
+        if not os.path.isfile(oracle):
+            missing.append(oracle)
+        out.append({**record, "oracle": oracle})
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(out)} oracle inputs are missing, e.g. '{missing[0]}': the oracle baseline needs a "
+            "demo task v2 dataset (monai_ext.demo.make_chest_xray_kinds_dataset)."
+        )
+    return out
 
 
 def make_kinds_rereported_split(

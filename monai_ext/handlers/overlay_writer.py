@@ -16,6 +16,9 @@ class OverlayWriter:
     """Writes ``<output_dir>/<name>.png``: the image with prediction (red / per class) and ground truth (green) contours,
     and the report printed below, for the first ``max_images`` items an engine processes (all when None).
 
+    An input whose channel count is neither 1 nor 3 (an image with extra hint channels, as the oracle baseline reads)
+    is drawn from its first channel.
+
     Example::
 
         OverlayWriter(output_dir="eval/overlays", max_images=16).attach(evaluator)
@@ -42,6 +45,8 @@ class OverlayWriter:
                 return
             name = item_name(item, fallback=f"item{engine.state.iteration:05d}_{i}")
             image = item["image"].detach().cpu().numpy()
+            if image.ndim == 3 and image.shape[0] not in (1, 3):
+                image = image[:1]
             label = item.get("label")
             shape = image.shape[-2:]
             save_overlay_png(
