@@ -15,7 +15,7 @@ Variants:
 * ``generic_prompt``: the same network, every report (train, validation, test) replaced by one uninformative prompt.
 * ``basicunet``: an image-only MONAI ``BasicUNet`` (``configs/baseline_unet.json``).
 * ``oracle`` (kinds only): the same BasicUNet given the report's content as 3 extra input channels
-  (``configs/oracle_unet.json``): the ceiling for reading the report.
+  (``configs/demo_oracle.json``): the ceiling for reading the report.
 * ``guide_decoder``: a GuideDecoder-like peer (``configs/guide_decoder.json``): trainable CNN encoder, the same frozen
   CLIP text encoder, text cross-attention in the decoder.
 * ``no_cnn_branch``, ``no_knowledge``, ``no_vlcm``: TGC-Net ablations.
@@ -67,7 +67,7 @@ VARIANTS = {
     "tgcnet": ([], {}, "reports"),
     "generic_prompt": ([], {}, "generic"),
     "basicunet": (["baseline_unet.json"], {}, "reports"),
-    "oracle": (["baseline_unet.json", "oracle_unet.json"], {}, "reports"),
+    "oracle": (["baseline_unet.json", "demo_oracle.json"], {}, "reports"),
     "guide_decoder": (["guide_decoder.json"], {}, "reports"),
     "no_cnn_branch": ([], {"network_def#use_cnn_branch": False}, "reports"),
     "no_knowledge": ([], {"use_knowledge": False}, "reports"),

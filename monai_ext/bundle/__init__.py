@@ -15,6 +15,11 @@ from .export import (
 from .monailabel import Overrides, prepare_app_bundle
 from .packaging import (
     MANIFEST_NAME,
+    archive_large_files,
+    bundle_requirements,
+    check_weights,
+    check_weights_url,
+    config_modules,
     config_references,
     large_file_paths,
     package_bundle,
@@ -30,12 +35,19 @@ from .parser import (
     resolve_config,
     text_only_transforms,
 )
+from .pins import check_pins, metadata_pins
 from .runner import bundle_run_command, run_bundle
 
 __all__ = [
+    "archive_large_files",
     "bundle_parser",
+    "bundle_requirements",
     "bundle_run_command",
     "check_ckpt_export",
+    "check_pins",
+    "check_weights",
+    "check_weights_url",
+    "config_modules",
     "config_references",
     "default_checkpoint",
     "disabled_text_caches",
@@ -47,6 +59,7 @@ __all__ = [
     "large_file_paths",
     "load_bundle_network",
     "MANIFEST_NAME",
+    "metadata_pins",
     "network_input_keys",
     "Overrides",
     "package_bundle",

@@ -594,7 +594,7 @@ def with_oracle_inputs(records: Sequence[Mapping]) -> list[dict]:
     """Records of a v2 demo split (e.g. from ``monai_ext.data.load_lvit_split``) with the path of each image's oracle
     input added under ``"oracle"`` (``<split>_Folder/labeloracle/oracle_<name>.png`` beside ``img/<name>.png``).
 
-    Used by the oracle baseline (``configs/oracle_unet.json``), which reads these channels with the image.
+    Used by the oracle baseline (``configs/demo_oracle.json``), which reads these channels with the image.
 
     Raises:
         FileNotFoundError: an oracle input is missing (the records are not of a :func:`make_chest_xray_kinds_dataset`

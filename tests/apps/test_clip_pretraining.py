@@ -16,12 +16,14 @@ from monai_ext.apps.clip_pretraining import (
     encode_captions,
     load_caption_pairs,
     pretrain_clip,
+    prompt_separation,
     retrieval_recall,
 )
-from monai_ext.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
+from monai_ext.clip import ALIGNED_TINY_CLIP_CHECKPOINT, TINY_CLIP_NAME, create_clip, get_clip_tokenizer
 from monai_ext.demo import make_caption_corpus
 from monai_ext.networks import TGCNet
 from monai_ext.networks.blocks import ClipImageEncoder, ClipTextEncoder
+from monai_ext.networks.nets.vlsanet import load_class_prompts
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KNOWLEDGE_V2 = os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "medical_knowledge_v2.json")
@@ -131,3 +133,16 @@ def test_same_seed_same_weights(trained, corpus, tmp_path):
     assert again["sha256"] == record["sha256"]
     with pytest.raises(FileExistsError):
         pretrain_clip(corpus, tmp_path, max_steps=1, **{k: v for k, v in SETTINGS.items() if k != "seed"})
+
+
+@pytest.mark.parametrize("task", ["fundus", "cardiac"])
+def test_demo_class_prompts_are_told_apart_by_the_shipped_aligned_clip(task):
+    """The demo prompt files name the bundle's classes in the same order, and the shipped aligned tiny CLIP separates
+    their class embeddings as their description says (largest cosine below 0.8), unlike the bundle's own prompts."""
+    configs = os.path.join(REPO_ROOT, "bundles", "vlsanet", "configs")
+    demo_file, bundle_file = (os.path.join(configs, f"prompts_{task}{s}.json") for s in ("_demo", ""))
+    assert list(load_class_prompts(demo_file)) == list(load_class_prompts(bundle_file))
+    aligned = create_clip(TINY_CLIP_NAME, checkpoint=ALIGNED_TINY_CLIP_CHECKPOINT).eval()
+    with torch.no_grad():
+        demo, bundle = prompt_separation(aligned, demo_file), prompt_separation(aligned, bundle_file)
+    assert demo["max_off_diagonal"] < 0.8 < bundle["max_off_diagonal"]

@@ -12,7 +12,7 @@ import torch
 from monai.bundle import verify_metadata, verify_net_in_out
 
 from monai_ext.bundle.export import check_ckpt_export
-from monai_ext.bundle.packaging import large_file_paths, vendored_files, vendored_requirements
+from monai_ext.bundle.packaging import bundle_requirements, large_file_paths, vendored_files, vendored_requirements
 from monai_ext.bundle.parser import bundle_parser
 from monai_ext.io import atomic_save
 
@@ -62,11 +62,24 @@ def test_metadata_valid_against_schema(bundle):
     assert meta["version"] in meta["changelog"], "the current version needs a changelog entry"
 
 
+# Imported only inside functions of the vendored code, by features no config of the bundle uses; MONAI has no list for
+# them (it reads "optional_packages_version" as "required_packages_version"). Anything else must be listed.
+HF_TOKENIZER = "monai_ext.text.HFTokenize (a Hugging Face tokenizer from a local folder)"
+FEATURE_ONLY = {
+    "tgcnet": {"transformers": HF_TOKENIZER},
+    "vlsanet": {"transformers": HF_TOKENIZER, "pandas": "monai_ext.data.load_lvit_split (LViT tables, TGC-Net's)"},
+}
+
+
 @pytest.mark.parametrize("bundle", BUNDLES)
 def test_bundled_code_needs_only_declared_packages(bundle):
     with open(bundle_path(bundle, "configs", "metadata.json")) as f:
         required = json.load(f).get("required_packages_version", {})
     assert vendored_requirements(vendored_files(bundle_path(bundle)).values(), required)["missing"] == []
+    # Everything the archive's configs and vendored code import, and what MONAI needs to run them, is listed.
+    found = bundle_requirements(bundle_path(bundle))
+    assert found["missing"] == [], found["where"]
+    assert set(found["optional"]) <= set(FEATURE_ONLY.get(bundle, {})), found["where"]
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)

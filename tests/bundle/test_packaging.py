@@ -1,10 +1,13 @@
 """Model Zoo packaging: the archive carries the code its configs import (scripts/monai_ext: the closure of the names
-they reference, nothing else) and a SHA-256 manifest, leaves the weights out, and runs `python -m monai.bundle run`
-from the unpacked folder in a Python that cannot see this repository (no site .pth files, so not the editable install;
-no repository path)."""
+they reference, nothing else) and a SHA-256 manifest, leaves the weights out unless given (then models/model.pt with
+its URL and SHA-256 in large_files.yml, which MONAI's download_large_files accepts), and runs `python -m monai.bundle
+run` from the unpacked folder in a Python that cannot see this repository (no site .pth files, so not the editable
+install; no repository path); started elsewhere it says so in one line. The metadata lists what the archive
+imports."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,9 +18,16 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
+import yaml
+from monai.apps.utils import HashCheckError
+from monai.bundle import download_large_files
 from PIL import Image
 
 from monai_ext.bundle.packaging import (
+    bundle_requirements,
+    check_weights_url,
+    config_modules,
     config_references,
     package_bundle,
     vendored_files,
@@ -25,10 +35,13 @@ from monai_ext.bundle.packaging import (
     verify_bundle_archive,
 )
 from monai_ext.bundle.parser import bundle_parser
+from monai_ext.checkpoint import CheckpointError
 from monai_ext.io import atomic_save
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
+DEMO_INFERENCE = "configs/demo_inference.json"
+GUARD_MESSAGE = "'monai_ext' not found: this bundle carries its own copy in <bundle>/scripts"
 
 
 def hidden_repo_env() -> dict:
@@ -152,6 +165,9 @@ def test_without_demo_configs_the_demo_generators_stay_out(tmp_path):
     assert vendored == set(vendored_files(BUNDLE, include_demo=False))
     assert not any(p.startswith("monai_ext/demo/") for p in vendored)
     assert "monai_ext/networks/nets/tgcnet.py" in vendored
+    # Package data named by clip.py: the configurations go in, the shipped demo weights do not (large_files.yml).
+    assert "monai_ext/clip_configs/monai-textseg-tiny-clip.json" in vendored
+    assert not any(p.startswith("monai_ext/clip_weights/") for p in vendored)
     assert verify_bundle_archive(str(output)) == []
 
 
@@ -265,3 +281,184 @@ def test_unpacked_bundle_runs_inference_without_this_repository(packaged, unpack
     run = subprocess.run(command, cwd=str(root), env=elsewhere, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert f"not from this bundle's copy in {bundle / 'scripts'}" in run.stdout + run.stderr
+
+
+def bundle_command(configs, *args) -> list[str]:
+    return [sys.executable, "-S", "-m", "monai.bundle", "run", "--config_file", json.dumps(configs), *args]
+
+
+def test_started_elsewhere_without_monai_ext_the_archive_says_so_in_one_line(unpacked, tmp_path):
+    # Another working folder, no monai_ext anywhere: "$import scripts" fails (MONAI skips it), so does every import
+    # of monai_ext. The guard that starts initialize needs only the standard library and stops the run with one line.
+    configs = [str(unpacked / "configs" / "inference.json")]
+    for extra in ([], ["--bundle_root", str(unpacked)]):
+        command = bundle_command(configs, "--dataset_dir", str(tmp_path / "images"), *extra)
+        run = subprocess.run(command, cwd=str(tmp_path), env=hidden_repo_env(), capture_output=True, text=True)
+        assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
+        last = run.stderr.strip().splitlines()[-1]
+        assert last.startswith(GUARD_MESSAGE) and "Traceback" not in run.stderr, run.stderr[-3000:]
+        assert "No module named" not in run.stderr
+        assert last.endswith(f"(bundle_root is {unpacked if extra else tmp_path}).")
+
+
+@pytest.fixture(scope="module")
+def demo_weights(tmp_path_factory):
+    """Trained weights as a user would ship them: a tiny-CLIP TGC-Net (configs/demo_inference.json) saved here."""
+    path = tmp_path_factory.mktemp("weights") / "tgcnet_demo.pt"
+    net = bundle_parser(BUNDLE, [DEMO_INFERENCE]).get_parsed_content("network_def")
+    atomic_save({"model": net.state_dict()}, str(path))
+    return path
+
+
+def test_weights_go_in_as_models_model_pt_with_their_url_and_sha256(demo_weights, tmp_path):
+    url = demo_weights.as_uri()
+    result = package_bundle(
+        BUNDLE,
+        str(tmp_path / "tgcnet.zip"),
+        weights=str(demo_weights),
+        weights_url=url,
+        weights_configs=[DEMO_INFERENCE],
+    )
+    digest = hashlib.sha256(demo_weights.read_bytes()).hexdigest()
+    entry = {"path": "models/model.pt", "url": url, "hash_val": digest, "hash_type": "sha256"}
+    assert result["large_files"] == [entry]
+    with zipfile.ZipFile(result["archive"]) as z:
+        assert z.read("tgcnet/models/model.pt") == demo_weights.read_bytes()
+        assert yaml.safe_load(z.read("tgcnet/large_files.yml")) == {"large_files": [entry]}
+        assert f"{digest}  models/model.pt" in z.read("tgcnet/sha256sums.txt").decode().splitlines()
+        z.extractall(tmp_path / "unpacked")
+    assert verify_bundle_archive(result["archive"]) == []
+    bundle = tmp_path / "unpacked" / "tgcnet"
+
+    # MONAI's download_large_files (what the Model Zoo's CI runs first): the shipped file passes the hash check; a
+    # missing one is downloaded from the URL (file:// here) and checked; a changed one is refused.
+    weights = bundle / "models" / "model.pt"
+    download_large_files(bundle_path=str(bundle))
+    weights.unlink()
+    download_large_files(bundle_path=str(bundle))
+    assert weights.read_bytes() == demo_weights.read_bytes()
+    weights.write_bytes(demo_weights.read_bytes() + b"changed")
+    with pytest.raises(HashCheckError):
+        download_large_files(bundle_path=str(bundle))
+    weights.write_bytes(demo_weights.read_bytes())
+
+    # The shipped weights run, started from another folder with the bundle folder on PYTHONPATH (what the guard's
+    # message advises): inference loads models/model.pt with the archive's own code.
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 80), dtype=np.uint8)).save(images / "case1.png")
+    env = hidden_repo_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(bundle), env["PYTHONPATH"]])
+    configs = [str(bundle / "configs" / "inference.json"), str(bundle / DEMO_INFERENCE)]
+    command = bundle_command(configs, "--bundle_root", str(bundle), "--dataset_dir", str(images), "--text",
+                             "Lower right lung infection.", "--output_dir", str(tmp_path / "pred"))  # fmt: skip
+    run = subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert len(os.listdir(tmp_path / "pred" / "masks")) == 1
+    assert "not from this bundle's copy" not in run.stdout + run.stderr
+
+
+def test_without_weights_large_files_lists_none_and_monai_accepts_it(packaged, tmp_path):
+    root, result = packaged
+    assert not any(n.startswith("tgcnet/models/") for n in result["files"]) and result["large_files"] == []
+    with zipfile.ZipFile(result["archive"]) as z:
+        text = z.read("tgcnet/large_files.yml").decode()
+        z.extract("tgcnet/large_files.yml", tmp_path)
+    assert yaml.safe_load(text) == {"large_files": []} and 'url: ""' not in text
+    download_large_files(bundle_path=str(tmp_path / "tgcnet"))  # nothing to download, no error
+    assert os.listdir(tmp_path / "tgcnet") == ["large_files.yml"]
+
+
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        (None, "must be a URL"),
+        (123, "must be a URL"),
+        ("models/model.pt", "scheme"),
+        ("ftp://example.org/model.pt", "scheme"),
+        ("https://", "has no host"),
+        ("https://example.org/my model.pt", "white space"),
+        ("file://", "has no path"),
+    ],
+)
+def test_weights_url_must_be_http_or_file(url, problem):
+    with pytest.raises(ValueError, match=problem):
+        check_weights_url(url)
+
+
+def test_unusable_weights_or_urls_are_refused_before_anything_is_written(demo_weights, tmp_path):
+    output = tmp_path / "tgcnet.zip"
+    url = demo_weights.as_uri()
+
+    def package(weights, weights_url=url, **kwargs):
+        return package_bundle(
+            BUNDLE, str(output), weights=weights, weights_url=weights_url, weights_configs=[DEMO_INFERENCE], **kwargs
+        )
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        package(str(tmp_path / "missing.pt"))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        package(str(garbage))
+    other = tmp_path / "other.pt"
+    torch.save({"model": torch.nn.Linear(2, 2).state_dict()}, other)
+    with pytest.raises(CheckpointError, match="does not fit TGCNet.*another network"):
+        package(str(other))
+    with pytest.raises(ValueError, match="is empty"):
+        package(str(demo_weights), "")
+    with pytest.raises(ValueError, match="go together"):
+        package(str(demo_weights), None)
+    with pytest.raises(ValueError, match="go together"):
+        package_bundle(BUNDLE, str(output), weights_url=url)
+    # Without the network check only the file is read: another network's weights pass, a garbage file does not.
+    package(str(other), check_network=False)
+    assert output.exists()
+    output.unlink()
+    with pytest.raises(CheckpointError):
+        package(str(garbage), check_network=False)
+    assert not output.exists()
+
+    # The command line says what is wrong in one line, without a traceback.
+    command = [sys.executable, os.path.join(REPO, "scripts", "package_bundle.py"), "--bundle_dir", BUNDLE,
+               "--output", str(output), "--weights", str(tmp_path / "missing.pt"), "--weights_url", url]  # fmt: skip
+    run = subprocess.run(command, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines()[-1].startswith("package_bundle: Checkpoint file")
+    assert not output.exists()
+
+
+def test_config_modules_are_what_configs_import_name_or_build():
+    config = {
+        "imports": ["$import glob", "$from PIL import Image"],
+        "writer": {"_target_": "TensorBoardStatsHandler"},
+        "bar": {"_target_": "ignite.handlers.ProgressBar"},
+        "table": "$yaml.safe_load(open(@path))",
+        "shape": "$[x.shape for x in @images]",  # x: a local name, not a module
+        "net": {"_target_": "monai_ext.networks.nets.TGCNet"},
+    }
+    assert config_modules(config) == {"glob", "PIL", "tensorboard", "ignite", "tqdm", "yaml", "monai_ext"}
+
+
+def test_bundle_requirements_find_what_the_metadata_lacks():
+    with open(os.path.join(BUNDLE, "configs", "metadata.json")) as f:
+        metadata = json.load(f)
+    assert bundle_requirements(BUNDLE)["missing"] == []
+    required = metadata["required_packages_version"]
+    for package, module, needed_by in [
+        ("fire", "fire", "python -m monai.bundle"),  # how the configs are run
+        ("pyyaml", "yaml", "large_files.yml"),
+        ("tensorboard", "tensorboard", "configs/train.json"),  # TensorBoardStatsHandler
+        ("pytorch-ignite", "ignite", "configs/inference.json"),  # "$import ignite", and the vendored code
+        ("open_clip_torch", "open_clip", "scripts/monai_ext/clip.py"),
+        ("pillow", "PIL", "scripts/monai_ext/"),
+    ]:
+        less = dict(metadata, required_packages_version={k: v for k, v in required.items() if k != package})
+        found = bundle_requirements(BUNDLE, metadata=less)
+        assert module in found["missing"], (package, found)
+        assert any(needed_by in where for where in found["where"][module]), found["where"][module]
+    # Imports inside functions (features) are reported, not required.
+    less = dict(metadata, required_packages_version={k: v for k, v in required.items() if k != "safetensors"})
+    assert "safetensors" in bundle_requirements(BUNDLE, metadata=less)["optional"]

@@ -27,10 +27,10 @@ OVERLAYS = {
         "train.json": [
             "baseline_unet.json",
             "demo.json",
+            "demo_oracle.json",
             "evaluate.json",
             "guide_decoder.json",
             "multi_gpu_train.json",
-            "oracle_unet.json",
         ],
         "inference.json": ["demo_inference.json", "inference_ct.json"],
     },
@@ -45,7 +45,7 @@ DATA_FILES = re.compile(r"(.*metadata|medical_knowledge.*|prompts_.*)\.json")
 ADDED_IDS = {
     "demo.json": {"demo_counts", "demo_sources", "demo_source"},
     "evaluate.json": {"test_split"},
-    "oracle_unet.json": {"oracle_transforms"},
+    "demo_oracle.json": {"oracle_transforms"},
     "inference_ct.json": {"ct_volume", "hu_window", "slice_batch_size"},
     "multi_gpu_train.json": {
         "dist_backend",
