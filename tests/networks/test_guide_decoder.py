@@ -4,17 +4,12 @@ train, and that text padding is masked."""
 import pytest
 import torch
 
-from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
+from monai_ext.clip import TINY_CLIP_NAME
 from monai_ext.losses import DiceBCELoss
 from monai_ext.networks.nets import GuideDecoderNet
 
 SIZE = 224
 REPORTS = ["Upper left lung infection.", "Lower right lung infection."]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return get_clip_tokenizer(TINY_CLIP_NAME)
 
 
 def make_net(**kwargs):

@@ -4,16 +4,11 @@ switches."""
 import pytest
 import torch
 
-from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
+from monai_ext.clip import TINY_CLIP_NAME
 from monai_ext.losses import AuxiliaryOutputLoss, SimilarityMapLoss
 from monai_ext.networks.nets.tgcnet import TGCNet
 
 SIZE = 224
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return get_clip_tokenizer(TINY_CLIP_NAME)
 
 
 def make_net(**kwargs):

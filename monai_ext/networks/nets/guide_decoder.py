@@ -45,26 +45,15 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from monai.networks.blocks import Convolution, ResidualUnit
 
 from monai_ext.clip import create_clip, get_clip_tokenizer
-from monai_ext.networks.blocks import ClipTextEncoder
-from monai_ext.networks.utils import count_parameters
+from monai_ext.networks.blocks import ClipTextEncoder, ResidualEncoder, SkipUpBlock
+from monai_ext.networks.utils import count_parameters, match_batch
 
 __all__ = ["GuideDecoderNet"]
 
 # Decoder stages (counted from the deepest, 1/16) that get a guide layer: 1/16, 1/8 and 1/4.
 _NUM_GUIDED_STAGES = 3
-
-
-def _broadcast_report(features: torch.Tensor, batch: int) -> torch.Tensor:
-    """Text features of one report serve a whole batch of images (e.g. the slices of a CT volume)."""
-    if features.shape[0] == batch:
-        return features
-    if features.shape[0] == 1:
-        return features.expand(batch, *features.shape[1:])
-    raise ValueError(f"{features.shape[0]} reports for {batch} images: give one report per image or one for all.")
 
 
 def _sinusoidal_positions(height: int, width: int, channels: int, device: torch.device) -> torch.Tensor:
@@ -106,21 +95,6 @@ class _GuideLayer(nn.Module):
         return tokens.transpose(1, 2).reshape(batch, channels, height, width)
 
 
-class _ConvUpBlock(nn.Module):
-    """Bilinear upsampling to the skip's size, concatenation with the skip, two 3x3 conv layers."""
-
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
-        super().__init__()
-        self.convs = nn.Sequential(
-            Convolution(2, in_channels + skip_channels, out_channels, kernel_size=3, norm="instance", act="relu"),
-            Convolution(2, out_channels, out_channels, kernel_size=3, norm="instance", act="relu"),
-        )
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.convs(torch.cat([x, skip], dim=1))
-
-
 class GuideDecoderNet(nn.Module):
     """CNN encoder, frozen CLIP text encoder, U-Net decoder with text guide layers at 1/16, 1/8 and 1/4.
 
@@ -159,13 +133,7 @@ class GuideDecoderNet(nn.Module):
         self.in_channels = in_channels
 
         # Trainable CNN encoder: full-resolution stem, then stride-2 residual stages down to 1/16.
-        self.stem = Convolution(2, in_channels, channels[0], kernel_size=3, norm="instance", act="relu")
-        self.down = nn.ModuleList(
-            [
-                ResidualUnit(2, c_in, c_out, strides=2, kernel_size=3, subunits=1, norm="instance", act="relu")
-                for c_in, c_out in zip(channels[:-1], channels[1:])
-            ]
-        )
+        self.encoder = ResidualEncoder(in_channels, channels)
 
         # Frozen CLIP text encoder (the visual tower of the CLIP model is not kept).
         clip = create_clip(clip_model_name, pretrained=clip_pretrained, checkpoint=clip_checkpoint)
@@ -177,7 +145,7 @@ class GuideDecoderNet(nn.Module):
             [_GuideLayer(c, self.text_encoder.embed_dim, attention_heads) for c in guided[::-1]]
         )
         self.up_blocks = nn.ModuleList(
-            [_ConvUpBlock(c_in, c_skip, c_skip) for c_in, c_skip in zip(deep_to_fine[:-1], deep_to_fine[1:])]
+            [SkipUpBlock(c_in, c_skip, c_skip) for c_in, c_skip in zip(deep_to_fine[:-1], deep_to_fine[1:])]
         )
         self.head = nn.Conv2d(channels[0], 1, kernel_size=1)
 
@@ -201,12 +169,10 @@ class GuideDecoderNet(nn.Module):
             text_tokens = text_tokens.unsqueeze(0)
         # Encode each report once and broadcast its features, rather than encoding B copies of one report.
         _, text, _, text_pad = self.text_encoder(text_tokens.to(device=images.device, dtype=torch.long))
-        text = _broadcast_report(text, images.shape[0])
-        text_pad = _broadcast_report(text_pad, images.shape[0])
+        text = match_batch(text, images.shape[0])
+        text_pad = match_batch(text_pad, images.shape[0])
 
-        skips = [self.stem(images)]
-        for stage in self.down:
-            skips.append(stage(skips[-1]))  # full, 1/2, 1/4, 1/8, 1/16
+        skips = self.encoder(images)  # full, 1/2, 1/4, 1/8, 1/16
 
         x = skips[-1]
         for i, up in enumerate(self.up_blocks):

@@ -24,42 +24,14 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution, ResidualUnit
+from monai.networks.blocks import Convolution
 
 from monai_ext.clip import create_clip, get_clip_tokenizer
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
-from monai_ext.networks.utils import count_parameters
+from monai_ext.networks.blocks.conv_unet import ResidualEncoder, SkipUpBlock
+from monai_ext.networks.utils import count_parameters, match_batch
 
 __all__ = ["TGCNet"]
-
-
-def _match_batch(tokens: torch.Tensor, batch: int) -> torch.Tensor:
-    """One report for a batch of images (e.g. all slices of a CT volume under ``SliceInferer``) is broadcast."""
-    if tokens.shape[0] == batch:
-        return tokens
-    if tokens.shape[0] == 1:
-        return tokens.expand(batch, *tokens.shape[1:])
-    raise ValueError(f"{tokens.shape[0]} reports for {batch} images: give one report per image or one for all.")
-
-
-class _StructureBranch(nn.Module):
-    """Light CNN on the image: a full-resolution stem and four stride-2 residual stages (1/2 .. 1/16)."""
-
-    def __init__(self, in_channels: int, channels: Sequence[int]):
-        super().__init__()
-        self.stem = Convolution(2, in_channels, channels[0], kernel_size=3, norm="instance", act="relu")
-        stages = []
-        prev = channels[0]
-        for ch in channels[1:]:
-            stages.append(ResidualUnit(2, prev, ch, strides=2, kernel_size=3, subunits=1, norm="instance", act="relu"))
-            prev = ch
-        self.stages = nn.ModuleList(stages)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = [self.stem(x)]
-        for stage in self.stages:
-            feats.append(stage(feats[-1]))
-        return feats  # full, 1/2, 1/4, 1/8, 1/16
 
 
 class _TextAdapter(nn.Module):
@@ -104,19 +76,6 @@ class _CalibrationModule(nn.Module):
         sentence = (calibrated_text * keep).sum(1) / keep.sum(1).clamp_min(1.0)
         similarity = torch.einsum("bnd,bd->bn", F.normalize(pixels, dim=-1), F.normalize(sentence, dim=-1))
         return pixels, similarity * self.logit_scale + self.logit_bias
-
-
-class _UpBlock(nn.Module):
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int):
-        super().__init__()
-        self.conv = nn.Sequential(
-            Convolution(2, in_channels + skip_channels, out_channels, kernel_size=3, norm="instance", act="relu"),
-            Convolution(2, out_channels, out_channels, kernel_size=3, norm="instance", act="relu"),
-        )
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.conv(torch.cat([x, skip], dim=1))
 
 
 class TGCNet(nn.Module):
@@ -201,7 +160,7 @@ class TGCNet(nn.Module):
             [Convolution(2, vit_channels, ch, kernel_size=1, norm="instance", act="relu") for ch in decoder_channels]
         )
         if use_cnn_branch:
-            self.structure_branch = _StructureBranch(3, cnn_channels)
+            self.structure_branch = ResidualEncoder(3, cnn_channels)
             self.fusions = nn.ModuleList(
                 [
                     Convolution(2, ch + cnn_ch, ch, kernel_size=3, norm="instance", act="relu")
@@ -225,7 +184,7 @@ class TGCNet(nn.Module):
         self.clip_to_pixel = nn.Conv2d(embed_dim, decoder_channels[-1], kernel_size=1)
 
         self.up_blocks = nn.ModuleList(
-            [_UpBlock(decoder_channels[i + 1], decoder_channels[i], decoder_channels[i]) for i in (2, 1, 0)]
+            [SkipUpBlock(decoder_channels[i + 1], decoder_channels[i], decoder_channels[i]) for i in (2, 1, 0)]
         )
         self.head = nn.Sequential(
             Convolution(
@@ -270,9 +229,9 @@ class TGCNet(nn.Module):
             text_tokens = self.default_text_tokens.expand(image.shape[0], -1)
         elif text_tokens.dim() == 1:
             text_tokens = text_tokens.unsqueeze(0)
-        text_tokens = _match_batch(text_tokens.to(device=image.device, dtype=torch.long), image.shape[0])
+        text_tokens = match_batch(text_tokens.to(device=image.device, dtype=torch.long), image.shape[0])
         if knowledge_tokens is not None:
-            knowledge_tokens = _match_batch(knowledge_tokens.to(device=image.device, dtype=torch.long), image.shape[0])
+            knowledge_tokens = match_batch(knowledge_tokens.to(device=image.device, dtype=torch.long), image.shape[0])
 
         vit_maps, _ = self.image_encoder(image)
         scales = []
