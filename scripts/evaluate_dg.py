@@ -16,6 +16,10 @@ Examples::
     # real data (GPU, ViT-B/16 weights in the local cache), e.g. DoFE/RIGA+-style fundus folders
     python scripts/evaluate_dg.py --task fundus --data_root /data/Fundus --source Domain1 --label_map refuge \\
         --demo False --output_dir dg_fundus_real
+
+Before any training the label map is checked against the label files of every domain used (background the most
+frequent class, the optic cup inside the disc rim / the LV cavity inside the myocardium); a map that contradicts them
+stops with an error naming the files, the values and the map that fits. ``--check_label_map False`` skips the check.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def main(
     learning_rate: float | None = None,
     n_per_domain: int | None = None,
     label_map: str | None = None,
+    check_label_map: bool = True,
     target_key: str = "all",
     seed: int = 0,
     data_seed: int = 0,
@@ -85,7 +90,10 @@ def main(
         max_epochs, image_size, batch_size, learning_rate: training budget overrides.
         n_per_domain: images (fundus) or volumes (cardiac) per demo domain.
         label_map: how label files encode classes: "index" (0,1,2[,3]; default), "refuge" (255 bg, 128 disc rim,
-            0 cup) or "mscmrseg" (500 LV, 200 MYO, 600 RV).
+            0 cup), "ccsdg" (CCSDG's RIGA+: 0 bg, 255 disc rim, 128 cup), "mscmrseg" (500 LV, 200 MYO, 600 RV) or
+            "slaug" (SLAug's MS-CMRSeg release: 1 MYO, 2 LV, 3 RV).
+        check_label_map: check the label map against every domain's label files before training (stops with the
+            map that fits when it contradicts them); False skips the check.
         target_key: datalist key of the target-domain images to test on; "all" tests on whole domains.
         seed: random seed of training.
         data_seed: random seed of the synthetic demo data.
@@ -148,6 +156,7 @@ def main(
         overrides=run_overrides,
         target_key=target_key,
         subprocess=subprocess,
+        check_label_map=check_label_map,
         task_info={"task": task, "command": " ".join(shlex.quote(a) for a in sys.argv), "data_root": data_root},
     )
     print(f"[DG] table: {result['paths']['markdown']}\n[DG] csv:   {result['paths']['csv']}", flush=True)

@@ -1,7 +1,14 @@
 """Applications built on the bundles: prediction with your own report, the domain-generalisation experiment and
 medical-knowledge generation with a local language model."""
 
-from .domain_generalization import LABEL_MAPS, VARIANTS, evaluation_regions, format_dg_table, run_domain_generalization
+from .domain_generalization import (
+    LABEL_MAPS,
+    VARIANTS,
+    check_label_map_of_configs,
+    evaluation_regions,
+    format_dg_table,
+    run_domain_generalization,
+)
 from .knowledge_generation import (
     DEFAULT_PROMPT_TEMPLATE,
     build_prompt,
@@ -26,6 +33,7 @@ from .predict import (
 __all__ = [
     "build_prompt",
     "BundlePredictor",
+    "check_label_map_of_configs",
     "DEFAULT_PROMPT_TEMPLATE",
     "describe_inputs",
     "evaluation_regions",

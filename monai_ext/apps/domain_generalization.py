@@ -7,7 +7,9 @@ atomically. The data it takes (one decathlon-style datalist per domain) comes fr
 :func:`monai_ext.data.prepare_fundus_domains`, :func:`monai_ext.data.prepare_cardiac_domains` or
 :func:`monai_ext.demo.make_demo_data`; each evaluation's ``report.json`` is written by
 :class:`monai_ext.handlers.SegmentationReportWriter` for the config's ``eval_regions`` (a region being a set of label
-values: fundus optic disc = labels {1, 2}, optic cup = {2})."""
+values: fundus optic disc = labels {1, 2}, optic cup = {2}). Before any training, the configs' label map
+(``label_orig_values`` -> ``label_target_values``) is checked against the label files of every domain used
+(:func:`monai_ext.data.check_domain_labels`): a map that contradicts them stops the experiment."""
 
 from __future__ import annotations
 
@@ -24,12 +26,14 @@ import numpy as np
 
 from monai_ext.bundle.parser import bundle_parser
 from monai_ext.bundle.runner import run_bundle
-from monai_ext.demo.cardiac import MSCMRSEG_LABEL_MAP
+from monai_ext.data.domains import check_domain_labels
+from monai_ext.data.label_maps import LABEL_CLASSES, LABEL_MAPS
 from monai_ext.io import atomic_write_json, atomic_write_text
 
 __all__ = [
     "VARIANTS",
     "LABEL_MAPS",
+    "check_label_map_of_configs",
     "evaluation_regions",
     "format_dg_table",
     "run_domain_generalization",
@@ -46,12 +50,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-# Label value in the files -> label used by the bundle (its label_orig_values / label_target_values).
-LABEL_MAPS: dict[str, dict[int, int]] = {
-    "index": {},  # already 0 background, 1 disc rim / LV, 2 cup / MYO, 3 RV
-    "refuge": {255: 0, 128: 1, 0: 2},  # REFUGE / DoFE / RIGA+ style: 255 background, 128 disc rim, 0 cup
-    "mscmrseg": MSCMRSEG_LABEL_MAP,  # MS-CMRSeg 2019: 500 LV, 200 MYO, 600 RV
-}
+# LABEL_MAPS (label value in the files -> label used by the bundle, its label_orig_values / label_target_values) is
+# monai_ext.data.LABEL_MAPS: index, refuge, ccsdg, mscmrseg, slaug.
 
 
 # --------------------------------------------------------------------------------------------------------- tables
@@ -137,6 +137,37 @@ def evaluation_regions(
     return {str(name): [int(v) for v in values] for name, values in parser.get_parsed_content("eval_regions").items()}
 
 
+def check_label_map_of_configs(
+    bundle_dir: str,
+    configs: Sequence[str],
+    domains: Mapping[str, Mapping[str, str]],
+    overrides: Mapping[str, Any] | None = None,
+    map_name: str | None = None,
+) -> dict[str, dict[str, Any]] | None:
+    """Check the label map the training with ``configs`` (names in ``bundle_dir/configs``) and ``overrides`` applies
+    (``label_orig_values`` -> ``label_target_values``, for the config's ``task``) against each of ``domains``.
+
+    Returns:
+        ``{domain: summary}`` (:func:`monai_ext.data.check_label_map`), or ``None`` when the configs name no task with
+        known label classes (:data:`monai_ext.data.LABEL_CLASSES`).
+
+    Raises:
+        LabelMapError: the map contradicts a domain's label files.
+    """
+    parser = bundle_parser(bundle_dir, list(configs[1:]), overrides, base_config=configs[0])
+    task = parser.get_parsed_content("task") if "task" in parser else None
+    if task not in LABEL_CLASSES:
+        return None
+    orig = [int(v) for v in parser.get_parsed_content("label_orig_values")]
+    target = [int(v) for v in parser.get_parsed_content("label_target_values")]
+    if len(orig) != len(target):
+        raise ValueError(f"label_orig_values {orig} and label_target_values {target} differ in length.")
+    label_map = dict(zip(orig, target))
+    if map_name is None:
+        map_name = next((name for name, known in LABEL_MAPS.items() if known == label_map), None)
+    return check_domain_labels(domains, label_map, task, map_name=map_name)
+
+
 def run_domain_generalization(
     bundle_dir: str,
     domains: Mapping[str, Mapping[str, str]],
@@ -150,6 +181,7 @@ def run_domain_generalization(
     regions: Mapping[str, Sequence[int]] | None = None,
     subprocess: bool = False,
     task_info: Mapping[str, Any] | None = None,
+    check_label_map: bool = True,
 ) -> dict[str, Any]:
     """Train every variant on ``source`` and evaluate it on each target domain with the bundle's configs.
 
@@ -167,9 +199,15 @@ def run_domain_generalization(
         regions: evaluated regions (default: the bundle's ``eval_regions``).
         subprocess: run each step as ``python -m monai.bundle run`` in a subprocess instead of in-process.
         task_info: extra entries for ``dg_results.json`` (the command line, data description).
+        check_label_map: before any training, check the configs' label map against the label files of the source
+            and target domains (:func:`check_label_map_of_configs`); ``False`` skips the check.
 
     Returns:
         ``{"rows": [...], "markdown": str, "paths": {...}}``.
+
+    Raises:
+        LabelMapError: (with ``check_label_map``) the label map contradicts a domain's label files; nothing has been
+            trained.
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -190,6 +228,24 @@ def run_domain_generalization(
         common["eval_regions"] = {k: list(v) for k, v in regions.items()}
     # The regions the evaluations will report, read before any training so that a config without them fails early.
     eval_regions = evaluation_regions(bundle_dir, configs, common)
+    if check_label_map:
+        used = {d: domains[d] for d in [source, *targets]}
+        checked = check_label_map_of_configs(bundle_dir, configs, used, common)
+        if checked is not None:
+            for domain, summary in checked.items():
+                nesting = "; ".join(
+                    (
+                        f"{pair}: {100 * n['open_fraction']:.0f}% of its border open"
+                        if n["slices"]
+                        else f"{pair}: untested"
+                    )
+                    for pair, n in summary["nesting"].items()
+                )
+                print(
+                    f"[DG] label map checked on '{domain}' ({len(summary['files'])} label files): value -> class "
+                    f"{summary['map']}, background most frequent; {nesting}",
+                    flush=True,
+                )
     started = time.time()
     results: dict[str, dict[str, Any]] = {}
     steps_total, step = len(variants) * (1 + len(targets)), 0

@@ -1,5 +1,6 @@
 """Dataset readers and transforms: LViT text tables, decathlon datalists with reports, checked image loading
-(PNG/JPEG, NIfTI, DICOM), mask checks 3D volume slicing for 2D models, and per-domain datalists for domain generalisation.
+(PNG/JPEG, NIfTI, DICOM), mask checks 3D volume slicing for 2D models, per-domain datalists for domain generalisation,
+and label maps checked against the label files before training.
 """
 
 from monai_ext.data.datalist import (
@@ -11,8 +12,19 @@ from monai_ext.data.datalist import (
     validate_text_datalist,
     write_text_datalist,
 )
-from monai_ext.data.domains import prepare_cardiac_domains, prepare_fundus_domains
+from monai_ext.data.domains import check_domain_labels, prepare_cardiac_domains, prepare_fundus_domains
 from monai_ext.data.inference_records import inference_records
+from monai_ext.data.label_maps import (
+    LABEL_CLASSES,
+    LABEL_MAP_DESCRIPTIONS,
+    LABEL_MAPS,
+    MSCMRSEG_LABEL_MAP,
+    LabelClasses,
+    LabelMapError,
+    check_label_map,
+    known_label_releases,
+    sample_label_files,
+)
 from monai_ext.data.lvit import find_lvit_text_table, load_lvit_split, lvit_split_name, validate_lvit_split
 from monai_ext.data.readers import (
     CheckedLoadImage,
@@ -41,6 +53,16 @@ from monai_ext.data.volume import VolumeSlicer, expand_volume_records, slice_vol
 from monai_ext.data.writers import SafeSaveImaged, atomic_image_writer, compact_dtype, write_mask, write_nifti
 
 __all__ = [
+    "LABEL_CLASSES",
+    "LABEL_MAP_DESCRIPTIONS",
+    "LABEL_MAPS",
+    "MSCMRSEG_LABEL_MAP",
+    "LabelClasses",
+    "LabelMapError",
+    "check_domain_labels",
+    "check_label_map",
+    "known_label_releases",
+    "sample_label_files",
     "datalist_keys",
     "evaluation_records",
     "prepare_cardiac_domains",

@@ -1,18 +1,21 @@
 """Per-domain datalists from benchmark folder layouts (image and mask folders side by side, DoFE/RIGA+-style
 ``train``/``test`` trees, cardiac volumes sliced to 2D): the form single-source domain generalisation reads its
-source and target domains in."""
+source and target domains in; and the check of a label map against each domain's label files
+(:func:`check_domain_labels`), which the preparation runs when given the map."""
 
 from __future__ import annotations
 
 import glob
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from monai_ext.data.datalist import datalist_keys, load_text_datalist, write_text_datalist
+from monai_ext.data.label_maps import check_label_map
 from monai_ext.data.volume import VolumeSlicer
 from monai_ext.io import NIFTI_SUFFIXES, PICTURE_SUFFIXES, image_stem
 
-__all__ = ["IMAGE_DIRS", "MASK_DIRS", "prepare_fundus_domains", "prepare_cardiac_domains"]
+__all__ = ["IMAGE_DIRS", "MASK_DIRS", "check_domain_labels", "prepare_fundus_domains", "prepare_cardiac_domains"]
 
 
 IMAGE_DIRS = ("images", "image", "imgs", "img")
@@ -88,8 +91,46 @@ def _write_datalist(groups: Mapping[str, list[dict]], json_path: str, base_dir: 
     return write_text_datalist({k: v for k, v in groups.items() if v}, json_path, base_dir=base_dir, overwrite=True)
 
 
+def check_domain_labels(
+    domains: Mapping[str, Mapping[str, str]],
+    label_map: Mapping[int, int] | str,
+    task: str,
+    map_name: str | None = None,
+    max_files: int | None = 20,
+    max_open_border: float = 0.2,
+) -> dict[str, dict[str, Any]]:
+    """Check ``label_map`` against the label files of every domain (:func:`~monai_ext.data.check_label_map` on up to
+    ``max_files`` of each domain's labels, all datalist keys together).
+
+    Args:
+        domains: ``{domain: {"datalist", "base_dir"}}`` as :func:`prepare_fundus_domains` returns.
+        label_map, task, map_name, max_files, max_open_border: see :func:`~monai_ext.data.check_label_map`.
+
+    Returns:
+        ``{domain: the check's summary}``.
+
+    Raises:
+        LabelMapError: the map contradicts a domain's labels (the message names the domain).
+    """
+    results = {}
+    for domain, entry in domains.items():
+        files = [
+            record["label"]
+            for key in datalist_keys(entry["datalist"])
+            for record in load_text_datalist(entry["datalist"], key=key, base_dir=entry.get("base_dir"))
+            if isinstance(record.get("label"), str)
+        ]
+        results[domain] = check_label_map(
+            files, label_map, task, map_name, max_files, max_open_border, where=f"domain '{domain}'"
+        )
+    return results
+
+
 def prepare_fundus_domains(
-    data_root: str, work_dir: str, domains: Sequence[str] | None = None
+    data_root: str,
+    work_dir: str,
+    domains: Sequence[str] | None = None,
+    label_map: Mapping[int, int] | str | None = None,
 ) -> dict[str, dict[str, str]]:
     """One datalist per fundus domain folder of ``data_root``.
 
@@ -98,8 +139,18 @@ def prepare_fundus_domains(
     ``<domain>/train/ROIs/image`` + ``.../mask`` and ``<domain>/test/...``) and a datalist is written to
     ``work_dir/datalists/<domain>/datalist.json`` with paths relative to the domain folder.
 
+    Args:
+        data_root: folder with one sub-folder per domain.
+        work_dir: where datalists are written.
+        domains: the domain folders to use (default: all).
+        label_map: when given (``{stored value: class}`` or a name in :data:`~monai_ext.data.LABEL_MAPS`), it is
+            checked against every domain's labels (:func:`check_domain_labels`); ``None`` checks nothing.
+
     Returns:
         ``{domain: {"datalist": path, "base_dir": folder the paths are relative to}}``.
+
+    Raises:
+        LabelMapError: ``label_map`` contradicts a domain's labels.
     """
     prepared = {}
     for domain in _domain_dirs(data_root, domains):
@@ -111,11 +162,17 @@ def prepare_fundus_domains(
         json_path = os.path.join(os.path.abspath(work_dir), "datalists", domain, "datalist.json")
         _write_datalist(_find_pairs(domain_dir), json_path, base_dir=domain_dir)
         prepared[domain] = {"datalist": json_path, "base_dir": domain_dir}
+    if label_map is not None:
+        check_domain_labels(prepared, label_map, "fundus")
     return prepared
 
 
 def prepare_cardiac_domains(
-    data_root: str, out_dir: str, domains: Sequence[str] | None = None, overwrite: bool = True
+    data_root: str,
+    out_dir: str,
+    domains: Sequence[str] | None = None,
+    overwrite: bool = True,
+    label_map: Mapping[int, int] | str | None = None,
 ) -> dict[str, dict[str, str]]:
     """Slice every cardiac volume of each domain into 2D NIfTI files and write one datalist per domain.
 
@@ -123,8 +180,20 @@ def prepare_cardiac_domains(
     ``<domain>/labels`` (same file names, or labels named ``<stem>_manual``); slices and the datalist go to
     ``out_dir/<domain>/``. A domain whose slice datalist is already there is reused.
 
+    Args:
+        data_root: folder with one sub-folder per domain.
+        out_dir: where slices and datalists are written.
+        domains: the domain folders to use (default: all).
+        overwrite: replace existing slice files.
+        label_map: when given (``{stored value: class}`` or a name in :data:`~monai_ext.data.LABEL_MAPS`), it is
+            checked against every domain's label volumes (slice by slice) before any is sliced; ``None`` checks
+            nothing.
+
     Returns:
         ``{domain: {"datalist": path, "base_dir": folder}}``.
+
+    Raises:
+        LabelMapError: ``label_map`` contradicts a domain's labels.
     """
     prepared = {}
     slicer = VolumeSlicer(axis=2, overwrite=overwrite)
@@ -138,9 +207,14 @@ def prepare_cardiac_domains(
                 groups = {k: load_text_datalist(source, key=k, base_dir=domain_dir) for k in datalist_keys(source)}
             else:
                 groups = _find_pairs(domain_dir)
+            if label_map is not None:
+                labels = [r["label"] for records in groups.values() for r in records if isinstance(r.get("label"), str)]
+                check_label_map(labels, label_map, "cardiac", where=f"domain '{domain}'")
             sliced = {k: slicer.expand(v, os.path.join(domain_out, k)) for k, v in groups.items()}
             keep = ("image", "label", "name", "slice_index")
             records = {k: [{f: r[f] for f in keep if f in r} for r in v] for k, v in sliced.items()}
             _write_datalist(records, json_path, domain_out)
+        elif label_map is not None:
+            check_domain_labels({domain: {"datalist": json_path, "base_dir": domain_out}}, label_map, "cardiac")
         prepared[domain] = {"datalist": json_path, "base_dir": domain_out}
     return prepared

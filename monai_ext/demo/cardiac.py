@@ -21,6 +21,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from monai_ext.data.label_maps import MSCMRSEG_LABEL_MAP
+
 from .common import (
     MARKER_FILE,
     check_count,
@@ -44,8 +46,7 @@ __all__ = [
 ]
 
 CARDIAC_LABELS = {"background": 0, "lv": 1, "myocardium": 2, "rv": 3}
-# MS-CMRSeg 2019 label value -> value used here.
-MSCMRSEG_LABEL_MAP = {500: 1, 200: 2, 600: 3}
+# MS-CMRSeg 2019 label value -> value used here: monai_ext.data.MSCMRSEG_LABEL_MAP, exported here too.
 
 # Tissue classes of the rendered anatomy and the CardiacDomain attribute giving each one's intensity.
 _BACKGROUND, _LV, _MYO, _RV, _TISSUE, _FAT, _LUNG, _LIVER, _PATCH, _PAPILLARY, _RV_WALL = range(11)

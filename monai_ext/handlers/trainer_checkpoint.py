@@ -61,7 +61,8 @@ class TrainerCheckpoint:
     Args:
         save_dir: folder of ``trainer.pt`` (separate from the released ``model.pt``).
         save_dict: objects with ``state_dict``/``load_state_dict`` to keep, e.g. ``{"model": net, "optimizer": opt}``
-            (add ``"lr_scheduler"``, the best-model ``CheckpointSaver``, ... as used). The AMP loss scaler of a MONAI
+            (add ``"lr_scheduler"``, the best-model ``CheckpointSaver``, ... as used); an entry whose object is
+            ``None`` (a component switched off with ``_disabled_``) is left out. The AMP loss scaler of a MONAI
             trainer (``engine.scaler``) is kept without being listed, so a resumed mixed-precision run does not restart
             from the initial loss scale.
         resume: load ``trainer.pt`` at start when it exists; otherwise a run starts from scratch (and an existing
@@ -95,7 +96,7 @@ class TrainerCheckpoint:
         if save_interval < 1:
             raise ValueError(f"save_interval must be >= 1, got {save_interval}.")
         self.save_dir = os.fspath(save_dir)
-        self.save_dict = dict(save_dict)
+        self.save_dict = {key: obj for key, obj in save_dict.items() if obj is not None}
         self.resume = resume
         self.save_interval = int(save_interval)
         self.path = os.path.join(self.save_dir, filename)

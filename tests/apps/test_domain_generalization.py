@@ -1,5 +1,6 @@
 """Domain generalisation: record splits, data set layouts (synthetic, folder pairs, DoFE-style, cardiac volumes),
-region reports for the regions of the bundle configs and the evaluate_dg command on a tiny setting."""
+region reports for the regions of the bundle configs, the label map checked before any training, and the evaluate_dg
+command on a tiny setting."""
 
 import csv
 import json
@@ -13,8 +14,14 @@ from PIL import Image
 from script_loader import load_script
 
 from monai_ext.apps import domain_generalization as dg
-from monai_ext.data import evaluation_records, prepare_cardiac_domains, prepare_fundus_domains, training_records
-from monai_ext.demo import MSCMRSEG_LABEL_MAP
+from monai_ext.data import (
+    LabelMapError,
+    evaluation_records,
+    prepare_cardiac_domains,
+    prepare_fundus_domains,
+    training_records,
+)
+from monai_ext.demo import MSCMRSEG_LABEL_MAP, make_demo_data
 from monai_ext.metrics import SegmentationReport
 
 BUNDLE = os.path.join(
@@ -158,7 +165,9 @@ def test_evaluate_dg_command_on_tiny_fundus_demo(tmp_path):
 
 def test_evaluate_dg_command_refuses_an_unknown_label_map_before_any_work(tmp_path):
     script = load_script("evaluate_dg")
-    with pytest.raises(ValueError, match="label_map must be one of \\['index', 'refuge', 'mscmrseg'\\]"):
+    with pytest.raises(
+        ValueError, match="label_map must be one of \\['index', 'refuge', 'ccsdg', 'mscmrseg', 'slaug'\\]"
+    ):
         script.main(task="cardiac", output_dir=str(tmp_path / "dg"), label_map="nifti")
     assert not (tmp_path / "dg").exists()
 
@@ -172,3 +181,100 @@ def test_evaluate_dg_command_on_tiny_cardiac_demo(tmp_path):
     assert [(r["variant"], r["target_domain"]) for r in rows] == [("full", "lge"), ("full", "t2"), ("full", "mean")]
     assert {"LV Dice", "MYO Dice", "RV Dice", "LV HD95", "mean Dice"} <= set(rows[0])
     assert all(0.0 <= float(r["mean Dice"]) <= 100.0 for r in rows)
+
+
+def _ccsdg_fundus_root(root, n=4):
+    """Two RIGA+-like domains whose masks follow CCSDG's loader: 0 background, 255 disc rim, 128 cup."""
+    yy, xx = np.mgrid[:48, :48]
+    for domain in ("BinRushed", "MESSIDOR_Base1"):
+        for i in range(n):
+            r = np.hypot(yy - 24 - i % 2, xx - 24)
+            mask = np.zeros((48, 48), np.uint8)
+            mask[r < 12], mask[r < 5] = 255, 128
+            _png(root / domain / "images" / f"{i}.png", np.full((48, 48, 3), 90))
+            _png(root / domain / "masks" / f"{i}.png", mask)
+    return str(root)
+
+
+class TrainingReached(AssertionError):
+    pass
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Any training or evaluation run fails: what a test reaches before it is what runs before training."""
+
+    def refuse(*args, **kwargs):
+        raise TrainingReached("a bundle run started")
+
+    monkeypatch.setattr(dg, "_run_workflow", refuse)
+    monkeypatch.setattr(dg, "_run_subprocess", refuse)
+
+
+REFUGE_OVERRIDES = {"label_orig_values": [255, 128, 0], "label_target_values": [0, 1, 2]}
+
+
+def test_dg_stops_before_training_when_the_label_map_contradicts_the_labels(tmp_path, no_training, capsys):
+    domains = prepare_fundus_domains(_ccsdg_fundus_root(tmp_path / "RIGA"), str(tmp_path / "work"))
+    run = dict(bundle_dir=BUNDLE, domains=domains, source="BinRushed", output_dir=str(tmp_path / "dg"))
+    with pytest.raises(LabelMapError) as caught:
+        dg.run_domain_generalization(**run, overrides=REFUGE_OVERRIDES)
+    message = str(caught.value)
+    assert "Label map 'refuge' contradicts the fundus label files of domain 'BinRushed'" in message
+    assert "The map 'ccsdg'" in message and "--label_map ccsdg" in message
+    assert not os.listdir(tmp_path / "dg")
+    with pytest.raises(TrainingReached):  # switched off, the run goes on to training
+        dg.run_domain_generalization(**run, overrides=REFUGE_OVERRIDES, check_label_map=False)
+    ccsdg = {"label_orig_values": [255, 128], "label_target_values": [1, 2]}
+    with pytest.raises(TrainingReached):  # the right map passes on both domains
+        dg.run_domain_generalization(**run, overrides=ccsdg)
+    printed = capsys.readouterr().out
+    assert "[DG] label map checked on 'BinRushed' (4 label files)" in printed and "'MESSIDOR_Base1'" in printed
+
+
+def test_evaluate_dg_command_checks_the_label_map_before_training(tmp_path, no_training):
+    script = load_script("evaluate_dg")
+    root = _ccsdg_fundus_root(tmp_path / "RIGA")
+    command = dict(task="fundus", data_root=root, source="BinRushed", demo=True, max_epochs=1)
+    with pytest.raises(LabelMapError, match="(?s)Label map 'refuge'.*map 'ccsdg'"):
+        script.main(**command, output_dir=str(tmp_path / "a"), label_map="refuge")
+    with pytest.raises(LabelMapError, match="(?s)Label map 'index'.*values 128, 255.*map 'ccsdg'"):
+        script.main(**command, output_dir=str(tmp_path / "b"))
+    with pytest.raises(TrainingReached):
+        script.main(**command, output_dir=str(tmp_path / "c"), label_map="refuge", check_label_map=False)
+    with pytest.raises(TrainingReached):
+        script.main(**command, output_dir=str(tmp_path / "d"), label_map="ccsdg")
+
+
+def test_dg_names_the_cardiac_order_whose_lv_is_enclosed(tmp_path, no_training):
+    root = tmp_path / "slaug"
+    yy, xx = np.mgrid[:32, :32]
+    r = np.hypot(yy - 16, xx - 12)
+    label = np.zeros((32, 32, 3), np.int16)
+    label[r < 10], label[r < 6] = 1, 2  # SLAug's order: 1 myocardium, 2 LV
+    label[(np.hypot(yy - 16, xx - 26) < 6) & (r >= 10)] = 3
+    for domain in ("bSSFP", "LGE"):
+        for case in ("patient1", "patient2"):
+            os.makedirs(root / domain / "images", exist_ok=True)
+            os.makedirs(root / domain / "labels", exist_ok=True)
+            nib.save(
+                nib.Nifti1Image(np.ones((32, 32, 3), np.float32), np.eye(4)),
+                str(root / domain / "images" / f"{case}.nii.gz"),
+            )
+            nib.save(nib.Nifti1Image(label, np.eye(4)), str(root / domain / "labels" / f"{case}.nii.gz"))
+    script = load_script("evaluate_dg")
+    with pytest.raises(LabelMapError, match="(?s)left ventricle \\(value 1\\) should lie inside.*The map 'slaug'"):
+        script.main(task="cardiac", data_root=str(root), source="bSSFP", output_dir=str(tmp_path / "dg"))
+    with pytest.raises(TrainingReached):
+        script.main(task="cardiac", data_root=str(root), source="bSSFP", output_dir=str(tmp_path / "dg2"),
+                    label_map="slaug")  # fmt: skip
+
+
+@pytest.mark.parametrize("task, configs", [("fundus", ["train.json", "demo.json"]),
+                                           ("cardiac", ["train.json", "cardiac.json", "demo.json"])])  # fmt: skip
+def test_demo_data_pass_the_label_map_check_of_the_demo_configs(tmp_path, task, configs):
+    domains = make_demo_data(task, str(tmp_path / task), n_per_domain=3, image_size=64)
+    checked = dg.check_label_map_of_configs(BUNDLE, configs, domains)
+    assert sorted(checked) == sorted(domains)
+    for summary in checked.values():
+        assert all(n["slices"] > 0 and n["open_fraction"] == 0.0 for n in summary["nesting"].values())

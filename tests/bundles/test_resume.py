@@ -137,6 +137,33 @@ def test_resume_without_checkpoint_starts_from_scratch_and_bad_checkpoint_is_ref
         engine.run([0, 1], max_epochs=3)
 
 
+def test_a_resumed_warmup_cosine_schedule_continues_and_a_switched_off_one_is_left_out(tmp_path):
+    from ignite.engine import Engine, Events
+    from monai.handlers import LrScheduleHandler
+    from monai.optimizers import WarmupCosineSchedule
+
+    from monai_ext.handlers import TrainerCheckpoint
+
+    def run(max_epochs, folder):
+        net = torch.nn.Linear(2, 1)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+        scheduler = WarmupCosineSchedule(opt, warmup_steps=2, t_total=12)
+        engine = Engine(lambda e, b: opt.param_groups[0]["lr"])
+        rates = []
+        engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: rates.append(e.state.output))
+        LrScheduleHandler(scheduler, epoch_level=False, print_lr=False).attach(engine)
+        save = {"model": net, "optimizer": opt, "lr_scheduler": scheduler}
+        TrainerCheckpoint(str(folder), save, resume=True).attach(engine)
+        engine.run([0, 1, 2], max_epochs=max_epochs)
+        return rates
+
+    whole = run(4, tmp_path / "whole")
+    assert run(2, tmp_path / "split") + run(4, tmp_path / "split") == whole
+    # A switched-off component (a config's `_disabled_` gives None) is not saved, and not required on resume.
+    handler = TrainerCheckpoint(str(tmp_path / "off"), {"model": torch.nn.Linear(2, 1), "lr_scheduler": None})
+    assert set(handler.save_dict) == {"model"}
+
+
 def test_amp_loss_scale_survives_a_resume(tmp_path):
     """A MONAI trainer with amp=True keeps its GradScaler in ``engine.scaler``; resuming must not reset the scale."""
     from ignite.engine import Engine
