@@ -336,6 +336,20 @@ def _plot(results: dict, path: str) -> None:
     plt.close(fig)
 
 
+def _previous_runs(path: str, settings: dict) -> dict[tuple[str, int], dict]:
+    """The runs of an earlier ``accuracy.json`` by (variant, seed), after checking it was made with ``settings``."""
+    with open(path, encoding="utf-8") as f:
+        earlier = json.load(f)
+    keys = [k for k in settings if k != "seeds"]
+    differ = {k: (earlier["settings"].get(k), settings[k]) for k in keys if earlier["settings"].get(k) != settings[k]}
+    if differ:
+        raise ValueError(
+            f"{path} was made with other settings; (there, here): {differ}. Run with the same settings or without "
+            "--previous."
+        )
+    return {(run["variant"], run["seed"]): {**run, "reused": True} for run in earlier["runs"]}
+
+
 def main(
     output_dir: str | None = None,
     task: str = "zones",
@@ -351,6 +365,7 @@ def main(
     learning_rate: float | None = None,
     clip_checkpoint: str | None = None,
     reuse: bool = True,
+    previous: str | None = None,
 ) -> str:
     """Train and evaluate every (variant, seed); returns the path of ``accuracy.md``.
 
@@ -365,6 +380,9 @@ def main(
             the zones task keeps the demo's random tiny CLIP.
         reuse: take runs already finished in ``output_dir`` with the same settings instead of training them again
             (a killed benchmark continues; more seeds can be added later); ``False`` trains everything.
+        previous: an earlier ``accuracy.json`` (e.g. one kept under ``docs/benchmarks``) whose runs are taken for the
+            (variant, seed) pairs it holds, so a fresh checkout extends a stored table with more seeds; its settings
+            (task, counts, size, epochs, learning rate, device, CLIP weights) must equal this run's.
     """
     if task not in TASK_VARIANTS:
         raise ValueError(f"Unknown task {task!r}; choose from {list(TASK_VARIANTS)}.")
@@ -391,8 +409,21 @@ def main(
         base.update(clip_checkpoint=clip_checkpoint, knowledge_file=KNOWLEDGE_V2)
     if learning_rate is not None:
         base["learning_rate"] = learning_rate
-    jobs = [(v, s) for s in seeds for v in variants]
-    runs, failures = [], []
+    settings = {
+        "task": task,
+        "counts": counts,
+        "image_size": image_size,
+        "max_epochs": max_epochs,
+        "seeds": list(seeds),
+        "learning_rate": learning_rate,
+        "clip_checkpoint": base.get("clip_checkpoint") and os.path.relpath(base["clip_checkpoint"], REPO_ROOT),
+        "device": device,
+    }
+    earlier = _previous_runs(previous, settings) if previous else {}
+    jobs = [(v, s) for s in seeds for v in variants if (v, s) not in earlier]
+    runs, failures = [earlier[(v, s)] for s in seeds for v in variants if (v, s) in earlier], []
+    for run in runs:
+        print(f"{run['variant']} seed {run['seed']}: taken from {previous}", flush=True)
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = {
             pool.submit(_run_one, v, s, task, data, os.path.join(output_dir, "runs", f"{v}_seed{s}"), base, reuse): (
@@ -417,14 +448,7 @@ def main(
     runs.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
     results = {
         "settings": {
-            "task": task,
-            "counts": counts,
-            "image_size": image_size,
-            "max_epochs": max_epochs,
-            "seeds": list(seeds),
-            "learning_rate": learning_rate,
-            "clip_checkpoint": base.get("clip_checkpoint"),
-            "device": device,
+            **settings,
             "date": time.strftime("%Y-%m-%d"),
             "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]]),
         },

@@ -62,3 +62,23 @@ def test_output_folder_with_other_demo_data_is_refused(accuracy_script, tmp_path
     module.main(output_dir=out, variants=["tgcnet"], seeds=[0], max_epochs=1)
     with pytest.raises(ValueError, match="made with .*'n_train': 160.*not .*'n_train': 8"):
         module.main(output_dir=out, variants=["tgcnet"], seeds=[0], max_epochs=1, n_train=8)
+
+
+def test_previous_results_extend_with_new_seeds_only_when_settings_match(accuracy_script, tmp_path):
+    module, calls = accuracy_script
+    module.main(output_dir=str(tmp_path / "first"), variants=["tgcnet"], seeds=[0, 1], max_epochs=2)
+    stored = str(tmp_path / "stored.json")
+    os.replace(tmp_path / "first" / "accuracy.json", stored)  # as kept under docs/benchmarks, runs folder gone
+
+    calls.clear()
+    out = str(tmp_path / "fresh")
+    module.main(output_dir=out, variants=["tgcnet"], seeds=[0, 1, 2], max_epochs=2, previous=stored)
+    assert sorted({seed for _, seed in calls}) == [2]
+    with open(os.path.join(out, "accuracy.json")) as f:
+        results = json.load(f)
+    assert [r["seed"] for r in results["runs"]] == [0, 1, 2]
+    assert results["settings"]["seeds"] == [0, 1, 2]
+    assert results["summary"]["tgcnet"]["test_dice"]["values"] == pytest.approx([0.5, 0.6, 0.7])
+
+    with pytest.raises(ValueError, match="other settings.*max_epochs.*\\(2, 3\\)"):
+        module.main(output_dir=out, variants=["tgcnet"], seeds=[0, 3], max_epochs=3, previous=stored)
