@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from monai_ext.io import atomic_write
 
-__all__ = ["render_overlay", "save_overlay_png", "save_overlay_grid"]
+__all__ = ["render_overlay", "save_overlay_png", "save_overlay_grid", "save_picture_grid"]
 
 GROUND_TRUTH_COLOUR = (0, 220, 0)
 PREDICTION_COLOUR = (255, 40, 40)
@@ -248,8 +248,13 @@ def save_overlay_grid(
         )
         for i in range(count)
     ]
-    ncols = max(1, min(ncols, count))
-    nrows = math.ceil(count / ncols)
+    return _save_png(_grid(tiles, ncols), path, overwrite)
+
+
+def _grid(tiles: Sequence[Image.Image], ncols: int) -> Image.Image:
+    """``tiles`` in rows of ``ncols`` cells the size of the largest tile, with a thin gap."""
+    ncols = max(1, min(ncols, len(tiles)))
+    nrows = math.ceil(len(tiles) / ncols)
     cell_width, cell_height = max(t.width for t in tiles), max(t.height for t in tiles)
     gap = 4
     grid = Image.new(
@@ -258,4 +263,29 @@ def save_overlay_grid(
     for i, tile in enumerate(tiles):
         row, col = divmod(i, ncols)
         grid.paste(tile, (col * (cell_width + gap), row * (cell_height + gap)))
-    return _save_png(grid, path, overwrite)
+    return grid
+
+
+def save_picture_grid(
+    pictures: Sequence[str | os.PathLike], path: str | os.PathLike, ncols: int = 2, overwrite: bool = False
+) -> str:
+    """Pictures already written (e.g. overlays of the same image with two reports) in rows of ``ncols``, in one PNG;
+    returns the path.
+
+    Raises:
+        ValueError: no pictures.
+        FileNotFoundError: a picture is missing (the message names it).
+
+    Example::
+
+        save_picture_grid(["eval/overlays/test_0001.png", "eval_cf/overlays/test_0001.png"], "compare.png")
+    """
+    if not pictures:
+        raise ValueError("save_picture_grid needs at least one picture.")
+    tiles = []
+    for picture in pictures:
+        if not os.path.isfile(picture):
+            raise FileNotFoundError(f"save_picture_grid: picture '{os.fspath(picture)}' not found.")
+        with Image.open(picture) as opened:
+            tiles.append(opened.convert("RGB"))
+    return _save_png(_grid(tiles, ncols), path, overwrite)

@@ -11,6 +11,7 @@ from monai_ext.visualize import (
     render_overlay,
     save_overlay_grid,
     save_overlay_png,
+    save_picture_grid,
 )
 
 
@@ -96,3 +97,18 @@ def test_grid(tmp_path):
         assert grid.width == 2 * 32 + 4 and grid.height > 2 * 32
     with pytest.raises(ValueError, match="2 masks for 3 images"):
         save_overlay_grid([image] * 3, tmp_path / "bad.png", masks=[label] * 2)
+
+
+def test_picture_grid_places_written_pictures_in_rows(tmp_path):
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    Image.new("RGB", (30, 20), (255, 0, 0)).save(red)
+    Image.new("RGB", (20, 40), (0, 0, 255)).save(blue)
+    path = save_picture_grid([red, blue, blue], tmp_path / "pairs.png", ncols=2)
+    with Image.open(path) as grid:
+        assert grid.size == (2 * 30 + 4, 2 * 40 + 4)  # cells as large as the largest picture
+        assert grid.getpixel((5, 5)) == (255, 0, 0) and grid.getpixel((30 + 4 + 5, 5)) == (0, 0, 255)
+        assert grid.getpixel((5, 40 + 4 + 5)) == (0, 0, 255)
+    with pytest.raises(FileExistsError):
+        save_picture_grid([red], path)
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        save_picture_grid([red, tmp_path / "missing.png"], tmp_path / "other.png")

@@ -19,9 +19,12 @@ import tokenize
 import pytest
 from monai.bundle import ConfigParser
 
+from monai_ext.clip import ALIGNED_TINY_CLIP_CHECKPOINT
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# bundle -> base config -> the overlays read over it (as in the bundles' README commands).
+# bundle -> base config (or a base with overlays, in reading order) -> the overlays read over it (as in the bundles'
+# README commands).
 OVERLAYS = {
     "tgcnet": {
         "train.json": [
@@ -31,8 +34,13 @@ OVERLAYS = {
             "evaluate.json",
             "guide_decoder.json",
             "multi_gpu_train.json",
+            "protocol_mosmeddata.json",
+            "protocol_qata_cov19.json",
         ],
         "inference.json": ["demo_inference.json", "inference_ct.json"],
+        # demo task v2 on the aligned tiny CLIP, read over the demo (as scripts/run_demo.py does)
+        ("train.json", "demo.json"): ["demo_kinds.json"],
+        ("inference.json", "demo_inference.json"): ["demo_kinds_inference.json"],
     },
     "vlsanet": {
         "train.json": ["cardiac.json", "demo.json", "evaluate.json", "multi_gpu_train.json"],
@@ -43,7 +51,7 @@ OVERLAYS = {
 DATA_FILES = re.compile(r"(.*metadata|medical_knowledge.*|prompts_.*)\.json")
 # The ids an overlay adds; every other id it sets must exist in its base.
 ADDED_IDS = {
-    "demo.json": {"demo_counts", "demo_sources", "demo_source"},
+    "demo.json": {"demo_counts", "demo_data", "demo_sources", "demo_source"},
     "evaluate.json": {"test_split"},
     "demo_oracle.json": {"oracle_transforms"},
     "inference_ct.json": {"ct_volume", "hu_window", "slice_batch_size"},
@@ -58,8 +66,13 @@ ADDED_IDS = {
 # Top-level booleans that are not switches a user gives: computed by multi_gpu_train.json once the group is joined.
 NOT_SWITCHES = {"not_rank0"}
 
+
+def _chain(base: str | tuple[str, ...]) -> tuple[str, ...]:
+    return base if isinstance(base, tuple) else (base,)
+
+
 PAIRS = [(b, base, o) for b, bases in OVERLAYS.items() for base, overlays in bases.items() for o in overlays]
-CONFIGS = sorted({(b, name) for b, base, o in PAIRS for name in (base, o)})
+CONFIGS = sorted({(b, name) for b, base, o in PAIRS for name in (*_chain(base), o)})
 
 
 def _path(bundle: str, name: str) -> str:
@@ -91,20 +104,21 @@ def _positional(config_id: str) -> bool:
 def test_every_config_is_a_base_or_an_overlay(bundle):
     names = os.listdir(os.path.join(REPO, "bundles", bundle, "configs"))
     names = {n for n in names if n.endswith(".json") and not DATA_FILES.fullmatch(n)}
-    listed = set(OVERLAYS[bundle]) | {o for overlays in OVERLAYS[bundle].values() for o in overlays}
+    listed = {n for base in OVERLAYS[bundle] for n in _chain(base)}
+    listed |= {o for overlays in OVERLAYS[bundle].values() for o in overlays}
     assert names == listed
 
 
 @pytest.mark.parametrize("bundle, base, overlay", PAIRS)
 def test_overlay_sets_existing_ids_by_name(bundle, base, overlay):
     base_parser = ConfigParser()
-    base_parser.read_config(_path(bundle, base))
+    base_parser.read_config([_path(bundle, name) for name in _chain(base)])
     merged = ConfigParser()
-    merged.read_config([_path(bundle, base), _path(bundle, overlay)])
+    merged.read_config([_path(bundle, name) for name in (*_chain(base), overlay)])
     added = ADDED_IDS.get(overlay, set())
     for config_id, value in _load(bundle, overlay).items():
         assert not _positional(config_id), f"{overlay} sets '{config_id}' by list position; name the component"
-        assert config_id in base_parser or config_id in added, f"{overlay} sets '{config_id}', which {base} lacks"
+        assert config_id in base_parser or config_id in added, f"{overlay} sets '{config_id}', which {base} lack"
         assert merged[config_id] == value
     assert merged.get_parsed_content("flag_check") is None  # the shipped values are all booleans
 
@@ -151,14 +165,26 @@ def test_expressions_hold_no_control_flow(bundle, name):
 
 @pytest.mark.parametrize("bundle, base", [(b, base) for b, bases in OVERLAYS.items() for base in bases])
 def test_runs_start_by_checking_every_switch(bundle, base):
-    config = _load(bundle, base)
+    config = _load(bundle, _chain(base)[0])
     assert config["flag_check"]["_target_"] == "monai_ext.flags.check_flags"
     flags = config["flag_check"]["flags"]
     assert all(value == f"@{name}" for name, value in flags.items())
     switches = set()
-    for name in [base, *OVERLAYS[bundle][base]]:
+    for name in [*_chain(base), *OVERLAYS[bundle][base]]:
         layer = _load(bundle, name)
         switches |= {k for k, v in layer.items() if isinstance(v, bool) and "#" not in k} - NOT_SWITCHES
         if "initialize" in layer:
             assert layer["initialize"][0] == "@flag_check", f"{name}: initialize must start with the switch check"
     assert switches <= set(flags), f"{base}: flag_check lacks {sorted(switches - set(flags))}"
+
+
+def test_demo_v2_overlays_take_the_aligned_clip_v2_knowledge_and_v2_data():
+    parsers = {}
+    for chain in (("train.json", "demo.json", "demo_kinds.json"), ("inference.json", "demo_kinds_inference.json")):
+        parser = parsers[chain[0]] = ConfigParser()
+        parser.read_config([_path("tgcnet", name) for name in chain])
+        parser["bundle_root"] = os.path.join(REPO, "bundles", "tgcnet")
+        assert parser.get_parsed_content("clip_checkpoint") == ALIGNED_TINY_CLIP_CHECKPOINT
+        assert parser.get_parsed_content("knowledge_file").endswith("medical_knowledge_v2.json")
+    assert parsers["train.json"]["demo_data#_target_"] == "monai_ext.demo.make_chest_xray_kinds_dataset"
+    assert parsers["train.json"].get_parsed_content("dataset_dir").endswith("demo_data/chest_xray_kinds")
