@@ -7,7 +7,10 @@ Layout of one split ``S`` in ``{Train, Val, Test}``::
     root/S_Folder/S_text.xlsx                  table with columns Image (the MASK file name) and Description
                                                (.csv is accepted too, and the table may also sit in root/)
 
-A row naming the image file instead of ``mask_<name>`` is matched to that mask too.
+A row naming the image file instead of ``mask_<name>`` is matched to that mask too, and a mask may carry the image's
+own name (MosMedData+ names image and mask alike). The description column may also be called ``Text``. Train and Val
+may share one table, ``Train_Folder/Train_Val_text.xlsx``, as LViT's own training code reads QaTa-COV19's reports
+(``train_model.py``); its rows naming the other split's masks are then left to that split.
 
 Every split is checked as a whole before anything is returned; the problems are collected into one
 :class:`~monai_ext.data.validation.ValidationReport`.
@@ -34,6 +37,11 @@ logger = logging.getLogger(__name__)
 
 LVIT_MASK_PREFIX = "mask_"
 REQUIRED_COLUMNS = ("Image", "Description")
+# Accepted names of each required column, matched case-insensitively, the first present wins.
+COLUMN_NAMES = {"Image": ("Image",), "Description": ("Description", "Text")}
+# LViT's training code reads one table of QaTa-COV19's reports for Train and Val (train_model.py, task Covid19).
+SHARED_TABLE = "Train_Val_text"
+SHARED_TABLE_SPLITS = ("Train", "Val")
 TABLE_SUFFIXES = (".xlsx", ".csv")
 _SPLIT_ALIASES = {
     "train": "Train",
@@ -60,12 +68,15 @@ def lvit_split_name(split: str) -> str:
 
 def _table_candidates(root: str, split: str) -> list[str]:
     folder = os.path.join(root, f"{split}_Folder")
-    return [os.path.join(base, f"{split}_text{suffix}") for base in (folder, root) for suffix in TABLE_SUFFIXES]
+    names = [f"{split}_text"] + ([SHARED_TABLE] if split in SHARED_TABLE_SPLITS else [])
+    bases = {f"{split}_text": (folder, root), SHARED_TABLE: (os.path.join(root, "Train_Folder"), root)}
+    return [os.path.join(base, name + suffix) for name in names for base in bases[name] for suffix in TABLE_SUFFIXES]
 
 
 def find_lvit_text_table(root: str, split: str) -> str | None:
     """Path of the text table of ``split``: ``S_Folder/S_text.xlsx``, ``S_Folder/S_text.csv``, ``S_text.xlsx`` or
-    ``S_text.csv`` under ``root``, the first that exists, or None."""
+    ``S_text.csv`` under ``root``, for Train and Val then ``Train_Folder/Train_Val_text.xlsx`` (or ``.csv``, or in
+    ``root``), the first that exists, or None."""
     split = lvit_split_name(split)
     for candidate in _table_candidates(os.fspath(root), split):
         if os.path.isfile(candidate):
@@ -86,9 +97,14 @@ def _read_table(path: str):
 
 
 def _find_columns(columns: list[str]) -> dict[str, str]:
-    """Required column -> actual column name, matching case-insensitively."""
+    """Required column -> actual column name, matching the names of :data:`COLUMN_NAMES` case-insensitively."""
     by_lower = {column.lower(): column for column in columns}
-    return {required: by_lower[required.lower()] for required in REQUIRED_COLUMNS if required.lower() in by_lower}
+    found = {}
+    for required in REQUIRED_COLUMNS:
+        present = [by_lower[name.lower()] for name in COLUMN_NAMES[required] if name.lower() in by_lower]
+        if present:
+            found[required] = present[0]
+    return found
 
 
 def _list_files(folder: str) -> list[str]:
@@ -207,9 +223,14 @@ def _read_descriptions(
     except Exception as error:  # pandas/openpyxl raise many types for corrupt or non-table files
         report.add("unreadable_table", f"{table_path}: {type(error).__name__}: {error}")
         return None
+    sibling_masks: set[str] = set()
+    if os.path.basename(table_path).startswith(SHARED_TABLE + "."):
+        (sibling,) = (other for other in SHARED_TABLE_SPLITS if other != split)
+        sibling_dir = os.path.join(root, f"{sibling}_Folder", "labelcol")
+        sibling_masks = set(_list_files(sibling_dir)) if os.path.isdir(sibling_dir) else set()
     columns = _find_columns(list(table.columns))
     if len(columns) < len(REQUIRED_COLUMNS):
-        missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+        missing = [" or ".join(COLUMN_NAMES[column]) for column in REQUIRED_COLUMNS if column not in columns]
         report.add("missing_columns", f"{table_path}: missing {missing}; columns found: {list(table.columns)}")
         return None
 
@@ -231,7 +252,8 @@ def _read_descriptions(
         if mask_name not in masks and LVIT_MASK_PREFIX + mask_name in masks:  # the row names the image instead
             mask_name = LVIT_MASK_PREFIX + mask_name
         if mask_name not in masks:
-            report.add("text_without_files", entry)
+            if not ({mask_name, LVIT_MASK_PREFIX + mask_name} & sibling_masks):  # else a row of the other split
+                report.add("text_without_files", entry)
             continue
         if not description:
             report.add("empty_description", mask_name)
@@ -250,7 +272,9 @@ def _read_descriptions(
     return descriptions
 
 
-def load_lvit_split(root: str | os.PathLike, split: str, on_error: str = "raise") -> list[dict]:
+def load_lvit_split(
+    root: str | os.PathLike, split: str, on_error: str = "raise", expected_size: int | None = None
+) -> list[dict]:
     """Records of one LViT split, validated as a whole first (see :func:`validate_lvit_split`).
 
     Args:
@@ -259,6 +283,8 @@ def load_lvit_split(root: str | os.PathLike, split: str, on_error: str = "raise"
         on_error: ``"raise"``: any problem raises one :class:`DatasetValidationError` listing all of them;
             ``"skip"``: the report is logged as a warning and only the valid records are returned. Problems that
             leave nothing usable (missing folder, table or columns) raise in both modes.
+        expected_size: the number of valid records the split must have, e.g. a published benchmark split
+            (``configs/protocol_*.json`` of TGC-Net); another number raises in both modes. None: any number.
 
     Returns:
         ``[{"image": abs path, "label": abs path, "text": str, "name": str}, ...]`` sorted by name, ready for
@@ -272,6 +298,8 @@ def load_lvit_split(root: str | os.PathLike, split: str, on_error: str = "raise"
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got '{on_error}'.")
     report = validate_lvit_split(root, split)
+    if expected_size is not None and len(report.records) != int(expected_size):
+        report.add("split_size", f"{len(report.records)} valid item(s), the benchmark split has {int(expected_size)}")
     for warning in report.warnings:
         logger.warning("%s: %s", report.source, warning)
     if report.ok:

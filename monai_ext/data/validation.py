@@ -31,10 +31,12 @@ PROBLEM_DESCRIPTIONS = {
     "invalid_text": "text that is not a non-empty string or a non-empty list of non-empty strings",
     "missing_file": "file(s) that do not exist",
     "unloadable_item": "item(s) whose image or mask fails the training pipeline's loading checks",
+    "split_size": "split whose size differs from the benchmark protocol's (is it the published split?)",
 }
 
-# Problems that leave no usable record at all: skipping cannot help, so they are raised even with on_error="skip".
-FATAL_PROBLEMS = frozenset({"missing_folder", "missing_table", "unreadable_table", "missing_columns"})
+# Problems that skipping cannot help (no usable record at all, or not the split a benchmark protocol needs): raised
+# even with on_error="skip".
+FATAL_PROBLEMS = frozenset({"missing_folder", "missing_table", "unreadable_table", "missing_columns", "split_size"})
 
 
 @dataclass

@@ -112,6 +112,55 @@ def test_all_problems_reported_at_once(tmp_path):
     assert validate_lvit_split(tmp_path, "Val").records == records
 
 
+def test_train_and_val_share_lvits_train_val_table(tmp_path):
+    """LViT's training code reads QaTa-COV19's reports of Train and Val from Train_Folder/Train_Val_text.xlsx."""
+    make_split(tmp_path, "Train", ["covid_1", "covid_2"], rows=[("mask_covid_9.png", "x")])
+    make_split(tmp_path, "Val", ["covid_3"], rows=[("mask_covid_9.png", "x")])
+    for split in ("Train", "Val"):
+        os.remove(tmp_path / f"{split}_Folder" / f"{split}_text.csv")
+    rows = [(f"mask_covid_{k}.png", f"report {k}") for k in (1, 2, 3)]
+    pd.DataFrame(rows, columns=["Image", "Description"]).to_excel(
+        tmp_path / "Train_Folder" / "Train_Val_text.xlsx", index=False
+    )
+    assert find_lvit_text_table(tmp_path, "Val") == str(tmp_path / "Train_Folder" / "Train_Val_text.xlsx")
+    assert [r["text"] for r in load_lvit_split(tmp_path, "Train")] == ["report 1", "report 2"]
+    assert [r["text"] for r in load_lvit_split(tmp_path, "Val")] == ["report 3"]
+    # a row naming a mask of neither split is still reported
+    rows.append(("mask_covid_4.png", "report 4"))
+    pd.DataFrame(rows, columns=["Image", "Description"]).to_excel(
+        tmp_path / "Train_Folder" / "Train_Val_text.xlsx", index=False
+    )
+    with pytest.raises(DatasetValidationError) as info:
+        load_lvit_split(tmp_path, "Val")
+    assert info.value.report.problems == {"text_without_files": ["mask_covid_4.png"]}
+
+
+def test_masks_named_like_images_and_a_text_column(tmp_path):
+    """MosMedData+ names a mask like its image; some copies of its tables call the report column 'text'."""
+    folder = tmp_path / "Test_Folder"
+    for name in ("slice_1.png", "slice_2.png"):
+        _png(str(folder / "img" / name), 100)
+        _png(str(folder / "labelcol" / name), 255)
+    pd.DataFrame([("slice_1.png", "one"), ("slice_2.png", "two")], columns=["Image", "text"]).to_excel(
+        folder / "Test_text.xlsx", index=False
+    )
+    records = load_lvit_split(tmp_path, "Test")
+    assert [(os.path.basename(r["label"]), r["text"]) for r in records] == [
+        ("slice_1.png", "one"),
+        ("slice_2.png", "two"),
+    ]
+
+
+def test_expected_size_refuses_another_split_even_when_skipping(tmp_path):
+    make_split(tmp_path, "Test", ["a", "b", "c"])
+    assert len(load_lvit_split(tmp_path, "Test", expected_size=3)) == 3
+    for on_error in ("raise", "skip"):
+        with pytest.raises(DatasetValidationError) as info:
+            load_lvit_split(tmp_path, "Test", on_error=on_error, expected_size=2113)
+        assert info.value.report.problems == {"split_size": ["3 valid item(s), the benchmark split has 2113"]}
+        assert "published split" in str(info.value) and "[Test]" in str(info.value)
+
+
 def test_skip_mode_logs_report(tmp_path, caplog):
     make_split(tmp_path, "Train", ["a", "b"], rows=[("mask_a.png", "text a")])
     with caplog.at_level(logging.WARNING, logger="monai_ext.data.lvit"):
