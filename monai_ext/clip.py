@@ -25,7 +25,6 @@ from pathlib import Path
 
 import open_clip
 import torch
-
 from monai_ext.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,

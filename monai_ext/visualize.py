@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
-
 from monai_ext.io import atomic_write
+from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["render_overlay", "save_overlay_png", "save_overlay_grid", "save_picture_grid"]
 

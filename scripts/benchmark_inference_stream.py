@@ -44,7 +44,6 @@ def prepare(work_dir: str, n_images: int, image_size: int, n_corrupt: int, seed:
     """Demo images in ``work_dir/data/Test_Folder/img`` (some corrupt, one empty) and weights in ``work_dir/models``."""
     import torch
     from monai.bundle import ConfigParser
-
     from monai_ext.demo import make_chest_xray_dataset
     from monai_ext.io import atomic_save
 

@@ -20,7 +20,6 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from monai.networks.nets import BasicUNet  # noqa: E402
-
 from monai_ext.flags import checked_flags  # noqa: E402
 from monai_ext.io import atomic_write_json, atomic_write_text  # noqa: E402
 from monai_ext.networks import TGCNet, VLSANet, count_parameters  # noqa: E402

@@ -40,7 +40,6 @@ if REPO_ROOT not in sys.path:
 
 from monai.bundle import ConfigParser  # noqa: E402
 from monai.networks.nets import BasicUNet  # noqa: E402
-
 from monai_ext.clip import get_clip_tokenizer  # noqa: E402
 from monai_ext.flags import checked_flags  # noqa: E402
 from monai_ext.io import atomic_write_json, atomic_write_text  # noqa: E402
@@ -158,10 +157,7 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
     loss_fn = build_loss(name).to(device) if mode == "train" else None
     label = model_label(model, batch, args["image_size"], device)
     flops = count_flops(
-        model,
-        model_inputs(name, channels, 1, args["image_size"], args["clip_model_name"], device),
-        label[:1],
-        loss_fn,
+        model, model_inputs(name, channels, 1, args["image_size"], args["clip_model_name"], device), label[:1], loss_fn
     )
     # Static shapes: the text-embedding cache makes the first call (a miss) differ from later ones (hits); with
     # automatic dynamic shapes inductor then compiles a symbolic-shape graph, slower and on CPU failing to compile.

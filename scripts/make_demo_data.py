@@ -6,6 +6,11 @@ Usage::
     python scripts/make_demo_data.py fundus --out_dir data/demo/fundus --n_per_domain 50 --image_size 256
     python scripts/make_demo_data.py cardiac --out_dir data/demo/cardiac --n_per_domain 20 --slices 4
     python scripts/make_demo_data.py all --out_dir data/demo   # the three above, default sizes, in sub-folders
+    # stand-ins of published releases, for dry runs of scripts/evaluate_dg.py --protocol
+    python scripts/make_demo_data.py mscmrseg_slaug_release --out_dir data/demo/slaug_processed
+    python scripts/make_demo_data.py riga_ccsdg_release --out_dir data/demo/RIGAPlus
+    # ... and of LViT's QaTa-COV19 / MosMedData+ releases, for dry runs of TGC-Net's configs/protocol_*.json
+    python scripts/make_demo_data.py lvit_release --release qata_cov19 --out_dir data/demo/QaTa-COV19
 
 Every subcommand takes ``--seed`` and ``--overwrite`` (replace an earlier synthetic dataset in ``out_dir``) and prints
 what was written, where, and how long it took.
@@ -23,7 +28,14 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from monai_ext.demo import make_cardiac_dataset, make_chest_xray_dataset, make_fundus_dataset  # noqa: E402
+from monai_ext.demo import (  # noqa: E402
+    make_cardiac_dataset,
+    make_ccsdg_riga_release,
+    make_chest_xray_dataset,
+    make_fundus_dataset,
+    make_lvit_release,
+    make_slaug_mscmrseg_release,
+)
 from monai_ext.flags import checked_flags  # noqa: E402
 
 
@@ -111,6 +123,61 @@ def cardiac(
     _report("cardiac MRI", summary, time.perf_counter() - start)
 
 
+def mscmrseg_slaug_release(
+    out_dir: str = "demo_data/slaug_processed",
+    patients: int = 45,
+    image_size: int = 64,
+    slices: int = 3,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> None:
+    """A synthetic stand-in of SLAug's preprocessed MS-CMRSeg release (bSSFP/, LGE/ with image_<id>.nii.gz and
+    label_<id>.nii.gz, labels 1 myocardium, 2 LV, 3 RV) for ``evaluate_dg.py --protocol mscmrseg_slaug``."""
+    start = time.perf_counter()
+    summary = make_slaug_mscmrseg_release(
+        out_dir, patients=patients, image_size=image_size, slices=slices, seed=seed, overwrite=overwrite
+    )
+    _report("SLAug MS-CMRSeg stand-in (volumes per sequence)", summary, time.perf_counter() - start)
+
+
+def riga_ccsdg_release(
+    out_dir: str = "demo_data/RIGAPlus",
+    n_train: int = 4,
+    n_test: int = 2,
+    image_size: int = 800,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> None:
+    """A synthetic stand-in of CCSDG's RIGA+ release (<site>_train/_test.csv, RIGA/, RIGA-mask/ TIFFs; masks 0, 255
+    disc rim, 128 cup) for ``evaluate_dg.py --protocol riga_ccsdg``."""
+    start = time.perf_counter()
+    summary = make_ccsdg_riga_release(
+        out_dir, n_train=n_train, n_test=n_test, image_size=image_size, seed=seed, overwrite=overwrite
+    )
+    _report("CCSDG RIGA+ stand-in", summary, time.perf_counter() - start)
+
+
+def lvit_release(
+    out_dir: str = "demo_data/QaTa-COV19",
+    release: str = "qata_cov19",
+    n_train: int = 8,
+    n_val: int = 2,
+    n_test: int = 2,
+    image_size: int = 224,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> None:
+    """A synthetic stand-in of LViT's QaTa-COV19 (``--release qata_cov19``: covid_<k>.png, mask_covid_<k>.png,
+    Train_Folder/Train_Val_text.xlsx) or MosMedData+ (``mosmeddata``: masks named like their images, a table per
+    split) for dry runs of TGC-Net's ``configs/protocol_*.json``."""
+    start = time.perf_counter()
+    summary = make_lvit_release(
+        out_dir, release, n_train=n_train, n_val=n_val, n_test=n_test, image_size=image_size, seed=seed,
+        overwrite=overwrite,
+    )  # fmt: skip
+    _report(f"LViT {summary['release']} stand-in", summary, time.perf_counter() - start)
+
+
 def all_datasets(out_dir: str = "demo_data", seed: int = 0, overwrite: bool = False) -> None:
     """All three datasets with default sizes, in ``out_dir/{chest_xray,fundus,cardiac}``."""
     chest_xray(os.path.join(out_dir, "chest_xray"), seed=seed, overwrite=overwrite)
@@ -120,7 +187,15 @@ def all_datasets(out_dir: str = "demo_data", seed: int = 0, overwrite: bool = Fa
 
 if __name__ == "__main__":
     try:
-        commands = {"chest_xray": chest_xray, "fundus": fundus, "cardiac": cardiac, "all": all_datasets}
+        commands = {
+            "chest_xray": chest_xray,
+            "fundus": fundus,
+            "cardiac": cardiac,
+            "mscmrseg_slaug_release": mscmrseg_slaug_release,
+            "riga_ccsdg_release": riga_ccsdg_release,
+            "lvit_release": lvit_release,
+            "all": all_datasets,
+        }
         fire.Fire({name: checked_flags(command) for name, command in commands.items()})
     except (FileExistsError, ValueError) as error:  # bad arguments or an existing output: a message, not a traceback
         sys.exit(f"make_demo_data: {error}")

@@ -60,7 +60,10 @@ def main(
         given = "is missing" if text is None else "is empty"
         raise SystemExit(f"--text {given}: with --image it is required, the report that says what to segment.")
     if image is not None:
-        result = predictor.predict_file(image, text, output_dir, overwrite=overwrite)
+        try:
+            result = predictor.predict_file(image, text, output_dir, overwrite=overwrite)
+        except (ValueError, FileNotFoundError, FileExistsError) as error:  # unreadable input, existing output
+            raise SystemExit(f"predict: {type(error).__name__}: {error}") from None
         print(f"mask: {result.mask_path}\noverlay: {result.overlay_path}\nforeground voxels: {result.foreground}")
         return
     summary = predict_csv(predictor, csv, output_dir, image_root=image_root, overwrite=overwrite, progress=progress)

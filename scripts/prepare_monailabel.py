@@ -1,9 +1,11 @@
-"""Copy a bundle into a MONAI Label ``monaibundle`` app (``<app_dir>/model/<name>``), with weights and overrides.
+"""Copy a bundle into a MONAI Label app (``<app_dir>/model/<name>``), with weights and overrides; a new app folder
+also gets the app itself (``main.py``, :data:`monai_ext.bundle.monailabel.APP_MAIN`).
 
 Usage (from the repository root)::
 
-    python scripts/prepare_monailabel.py prepare --bundle_dir bundles/tgcnet --app_dir apps/monaibundle \
+    python scripts/prepare_monailabel.py prepare --bundle_dir bundles/tgcnet --app_dir apps/textseg \
         --checkpoint demo_output/models/model.pt
+    monailabel start_server --app apps/textseg --studies /data/images --conf models tgcnet
 
 See :func:`monai_ext.bundle.monailabel.prepare_app_bundle` for the arguments; ``--help`` lists them.
 """

@@ -4,9 +4,8 @@ import csv
 import os
 
 import numpy as np
-from PIL import Image
-
 from monai_ext.demo import LVIT_SPLITS
+from PIL import Image
 
 
 def tree_bytes(root):

@@ -136,7 +136,6 @@ def evil_checkpoint(tmp_path):
 def _loaders(path, tmp_path):
     from ignite.engine import Engine
     from monai.handlers import CheckpointLoader
-
     from monai_ext.checkpoint import load_state_dict_checked, safe_torch_load
     from monai_ext.clip import load_clip_state_dict
     from monai_ext.handlers import CheckedCheckpointLoader, TrainerCheckpoint

@@ -9,7 +9,6 @@ import time
 
 import pytest
 import torch
-
 from monai_ext.clip import (
     ALIGNED_TINY_CLIP_CHECKPOINT,
     TINY_CLIP_NAME,

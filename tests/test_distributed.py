@@ -6,7 +6,6 @@ import ignite.distributed as idist
 import pytest
 import torch
 import torch.distributed as dist
-
 from monai_ext import distributed
 
 

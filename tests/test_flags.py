@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 from monai.bundle import ConfigWorkflow
-
 from monai_ext.bundle.runner import bundle_run_command
 from monai_ext.flags import check_flags, checked_flags, ensure_flag
 
@@ -62,8 +61,7 @@ def test_check_flags_accepts_booleans_and_the_values_allowed_beside_them():
 
 
 @pytest.mark.parametrize(
-    "flags, allowed",
-    [({"amp": True, "use_em": "false"}, None), ({"use_em": "partial"}, {"freeze_clip": ["partial"]})],
+    "flags, allowed", [({"amp": True, "use_em": "false"}, None), ({"use_em": "partial"}, {"freeze_clip": ["partial"]})]
 )
 def test_check_flags_refuses_text_naming_the_switch(flags, allowed):
     with pytest.raises(TypeError, match="'use_em' must be True or False"):

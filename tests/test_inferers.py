@@ -1,5 +1,4 @@
 import torch
-
 from monai_ext.inferers import TextSliceInferer
 
 

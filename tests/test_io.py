@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-
 from monai_ext.checkpoint import CheckpointError, CheckpointNotFoundError, load_state_dict_checked, safe_torch_load
 from monai_ext.io import (
     PathOutsideRootError,

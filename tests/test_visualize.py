@@ -3,8 +3,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from monai_ext.visualize import (
     GROUND_TRUTH_COLOUR,
     PREDICTION_COLOUR,
@@ -13,6 +11,7 @@ from monai_ext.visualize import (
     save_overlay_png,
     save_picture_grid,
 )
+from PIL import Image
 
 
 def _scene(size=32):

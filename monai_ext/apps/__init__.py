@@ -1,10 +1,12 @@
-"""Applications built on the bundles: prediction with your own report, the domain-generalisation experiment and
-medical-knowledge generation with a local language model."""
+"""Applications built on the bundles: prediction with your own report, the domain-generalisation experiment (with
+the published benchmarks' protocols) and medical-knowledge generation with a local language model."""
 
+from .dg_protocols import DG_PROTOCOLS, DGProtocol, slice_size
 from .domain_generalization import (
     LABEL_MAPS,
     VARIANTS,
     check_label_map_of_configs,
+    evaluates_per_volume,
     evaluation_regions,
     format_dg_table,
     run_domain_generalization,
@@ -31,11 +33,15 @@ from .predict import (
 )
 
 __all__ = [
+    "DG_PROTOCOLS",
+    "DGProtocol",
+    "slice_size",
     "build_prompt",
     "BundlePredictor",
     "check_label_map_of_configs",
     "DEFAULT_PROMPT_TEMPLATE",
     "describe_inputs",
+    "evaluates_per_volume",
     "evaluation_regions",
     "format_dg_table",
     "generate_knowledge",

@@ -42,15 +42,14 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.transformer import text_global_pool
-from PIL import Image
-
 from monai_ext.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
 from monai_ext.demo import LESION_KINDS, sample_rng
 from monai_ext.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 from monai_ext.networks import load_class_prompts
 from monai_ext.networks.blocks import ClipImageEncoder
 from monai_ext.text import MedicalKnowledgeBase
+from open_clip.transformer import text_global_pool
+from PIL import Image
 
 __all__ = [
     "CaptionPairs",

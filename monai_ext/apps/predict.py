@@ -39,7 +39,6 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, Invertd
-
 from monai_ext.bundle.parser import (
     bundle_parser,
     flatten_transforms,

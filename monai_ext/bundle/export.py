@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-
 from monai_ext.bundle.parser import (
     bundle_parser,
     load_bundle_network,
@@ -148,10 +147,7 @@ def _extra_files(parser: Any, names: Sequence[str], inputs: Mapping[str, torch.T
         for spec in (meta.get("network_data_format", {}).get(section) or {}).values():
             if isinstance(spec, dict) and spec.get("type") == "image":
                 spec["spatial_shape"] = spatial
-    return {
-        "inputs.json": json.dumps(description, indent=2),
-        "metadata.json": json.dumps(meta, indent=2, default=str),
-    }
+    return {"inputs.json": json.dumps(description, indent=2), "metadata.json": json.dumps(meta, indent=2, default=str)}
 
 
 def export_torchscript(
@@ -312,8 +308,8 @@ def check_ckpt_export(
     atol: float = 1e-4,
     seed: int = 0,
 ) -> float:
-    """Run MONAI's ``ckpt_export`` (traced, image-only input of the metadata's shape) as the Model Zoo CI does, load
-    the result with ``torch.jit.load`` and compare it with the eager network on a random image.
+    """Run MONAI's ``ckpt_export`` as the Model Zoo CI does (``torch.jit.script``: no ``use_trace``), load the result
+    with ``torch.jit.load`` and compare it with the eager network on a random image of the metadata's input shape.
 
     Args:
         bundle_dir: bundle folder; ``config_files`` are paths or names under ``<bundle>/configs``.
@@ -335,8 +331,6 @@ def check_ckpt_export(
         ckpt_file=ckpt_file,
         meta_file=meta_file,
         config_file=files,
-        use_trace=True,
-        input_shape=shape,
         bundle_root=bundle_dir,
     )
     scripted = torch.jit.load(filepath, map_location="cpu")

@@ -11,7 +11,9 @@ in ``$`` expressions and ``$import`` lines), the modules those import (the closu
 ``__init__.py`` that imports its siblings brings them along), every package ``__init__.py`` on the way, and the data
 files those modules name (``clip_configs/*.json`` next to ``clip.py``), nothing else: no tooling, no applications.
 The demo configs (``configs/demo*``, which make synthetic data with ``monai_ext.demo``) go in by default;
-``include_demo=False`` leaves them out, and with them the demo generators.
+``include_demo=False`` leaves them out, and with them the demo generators. The demo overlays that load the aligned
+tiny CLIP shipped inside ``monai_ext`` (:data:`PACKAGE_WEIGHT_CONFIGS`) are always left out, as that file is not
+vendored.
 
 How MONAI finds bundle-local code: ``"$import scripts"`` is the Model Zoo convention; MONAI evaluates a config's
 import statements (in order, before anything else is parsed) with ``optional_import``, and ``scripts`` is found
@@ -63,7 +65,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from monai.bundle.reference_resolver import ReferenceResolver
-
 from monai_ext.bundle.parser import bundle_parser
 from monai_ext.checkpoint import CheckpointError, extract_state_dict, load_state_dict_checked, safe_torch_load
 from monai_ext.io import atomic_write, sha256_file
@@ -71,6 +72,7 @@ from monai_ext.io import atomic_write, sha256_file
 __all__ = [
     "MANIFEST_NAME",
     "DEMO_CONFIGS",
+    "PACKAGE_WEIGHT_CONFIGS",
     "COMPONENT_REQUIREMENTS",
     "WEIGHTS_PATH",
     "archive_large_files",
@@ -93,6 +95,9 @@ SCRIPTS_IMPORT = "$import scripts"
 BUNDLED_CODE_IMPORT = "$import monai_ext.bundled_code"
 # Configs (relative to the bundle) that make synthetic data with monai_ext.demo; ``include_demo=False`` leaves them out.
 DEMO_CONFIGS = ("configs/demo*",)
+# Demo configs that load weights shipped inside monai_ext (the aligned tiny CLIP), which archives do not vendor: always
+# left out, so that no archived config names a file the archive lacks.
+PACKAGE_WEIGHT_CONFIGS = ("configs/demo_kinds*",)
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 BASE_REQUIREMENTS = ("monai", "torch", "numpy")
 WEIGHT_PATTERNS = ("*.pt", "*.pth", "*.ts", "*.onnx", "*.ckpt", "*.safetensors", "*.bin")
@@ -137,11 +142,13 @@ import warnings
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
-for _name in {package_names!r}:
+for _name in {package_names}:
     _module = sys.modules.get(_name)
     _file = os.path.abspath(getattr(_module, "__file__", None) or "") if _module is not None else ""
     if _module is not None and not _file.startswith(_HERE + os.sep):
-        warnings.warn(f"'{{_name}}' was imported from {{_file}} before the bundle's copy in {{_HERE}}; the bundle runs with it.")
+        warnings.warn(
+            f"'{{_name}}' was imported from {{_file}} before the bundle's copy in {{_HERE}}; the bundle runs with it."
+        )
 '''
 
 
@@ -520,7 +527,7 @@ def _archive_configs(entries: Mapping[str, bytes]) -> dict[str, bytes]:
 
 
 def _excludes(exclude: Sequence[str], include_demo: bool) -> list[str]:
-    return [*exclude, *(() if include_demo else DEMO_CONFIGS)]
+    return [*exclude, *PACKAGE_WEIGHT_CONFIGS, *(() if include_demo else DEMO_CONFIGS)]
 
 
 def vendored_files(
@@ -620,10 +627,7 @@ def vendored_requirements(
 
 
 def _requirements(
-    configs: Mapping[str, bytes],
-    vendored: Mapping[str, str],
-    metadata: Mapping[str, Any],
-    packages: Sequence[str],
+    configs: Mapping[str, bytes], vendored: Mapping[str, str], metadata: Mapping[str, Any], packages: Sequence[str]
 ) -> dict[str, Any]:
     required, optional = _code_imports(vendored.values())
     sources = {m: {f"scripts/{p}" for p, f in vendored.items() if f in files} for m, files in required.items()}
@@ -705,7 +709,8 @@ def check_weights(
     bundle_dir: str, weights: str, configs: Sequence[str] = (), check_network: bool = True, net_id: str = "network_def"
 ) -> None:
     """Refuse weights that the bundle could not load: a missing or unreadable file (read like every checkpoint, with
-    :func:`monai_ext.checkpoint.safe_torch_load`), no state dict in it, or (``check_network``) weights that do not fit
+    :func:`monai_ext.checkpoint.safe_torch_load`), no state dict in it, a state dict under a key (``{"model": ...}``,
+    which MONAI's ``ckpt_export`` in the Model Zoo's CI would not find), or (``check_network``) weights that do not fit
     ``net_id`` built from ``configs/inference.json`` with ``configs`` merged on top (strict: every key and shape).
 
     Args:
@@ -721,7 +726,15 @@ def check_weights(
         weights, missing_hint="--weights: give the trained checkpoint (train.json writes model.pt)."
     )
     source = f"Weights '{weights}'"
-    extract_state_dict(checkpoint, source=source)
+    state_dict = extract_state_dict(checkpoint, source=source)
+    if state_dict.keys() != checkpoint.keys():
+        keys = ", ".join(sorted(map(str, checkpoint))[:10])
+        raise CheckpointError(
+            f"{source} hold the network weights under a key of a checkpoint dict (top-level keys: {keys}). The Model "
+            "Zoo's CI exports models/model.pt with MONAI's ckpt_export, which reads the file as the state dict itself "
+            "and would keep the untrained weights: save the state dict alone, e.g. "
+            "torch.save(torch.load(path)['model'], 'model.pt') (train.json's CheckpointSaver writes it so)."
+        )
     if not check_network:
         return
     network = bundle_parser(bundle_dir, list(configs)).get_parsed_content(net_id)
@@ -874,7 +887,9 @@ def package_bundle(
         with open(source, "rb") as f:
             entries[target] = f.read()
     init_name = f"{name}/scripts/__init__.py"
-    generated = SCRIPTS_INIT.format(packages=", ".join(packages), package_names=tuple(packages)).encode("utf-8")
+    # Formatted as black writes it (double quotes), so that the archive passes the Model Zoo's format check.
+    generated = SCRIPTS_INIT.format(packages=", ".join(packages), package_names=json.dumps(list(packages)))
+    generated = generated.encode("utf-8")
     entries[init_name] = generated + (b"\n" + entries[init_name] if init_name in entries else b"")
 
     files: dict[str, str] = {}

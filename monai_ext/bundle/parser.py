@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from monai.bundle import ConfigParser
 from monai.transforms import Compose, LoadImaged, MapTransform
-
 from monai_ext.checkpoint import BUNDLE_WEIGHTS_HINT, load_state_dict_checked
 from monai_ext.data.readers import CheckedLoadImaged
 

@@ -1,8 +1,10 @@
 """Dataset readers and transforms: LViT text tables, decathlon datalists with reports, checked image loading
 (PNG/JPEG, NIfTI, DICOM), mask checks 3D volume slicing for 2D models, per-domain datalists for domain generalisation,
-and label maps checked against the label files before training.
+label maps checked against the label files before training, and the releases of published DG benchmarks (SLAug's
+MS-CMRSeg, CCSDG's RIGA+) read with their splits.
 """
 
+from monai_ext.data.benchmarks import RIGA_SITES, SLAUG_MSCMRSEG_SPLITS, prepare_ccsdg_riga, prepare_slaug_mscmrseg
 from monai_ext.data.datalist import (
     datalist_keys,
     evaluation_records,
@@ -12,7 +14,12 @@ from monai_ext.data.datalist import (
     validate_text_datalist,
     write_text_datalist,
 )
-from monai_ext.data.domains import check_domain_labels, prepare_cardiac_domains, prepare_fundus_domains
+from monai_ext.data.domains import (
+    check_domain_labels,
+    prepare_cardiac_domains,
+    prepare_fundus_domains,
+    slice_volume_groups,
+)
 from monai_ext.data.inference_records import inference_records
 from monai_ext.data.label_maps import (
     LABEL_CLASSES,
@@ -23,6 +30,7 @@ from monai_ext.data.label_maps import (
     LabelMapError,
     check_label_map,
     known_label_releases,
+    label_map_name,
     sample_label_files,
 )
 from monai_ext.data.lvit import find_lvit_text_table, load_lvit_split, lvit_split_name, validate_lvit_split
@@ -35,6 +43,7 @@ from monai_ext.data.readers import (
     ShapeMismatchError,
     is_dicom_path,
     match_channels,
+    missing_dicom_decoders,
 )
 from monai_ext.data.streaming import SkipFailedDataset, describe_item
 from monai_ext.data.transforms import (
@@ -53,6 +62,11 @@ from monai_ext.data.volume import VolumeSlicer, expand_volume_records, slice_vol
 from monai_ext.data.writers import SafeSaveImaged, atomic_image_writer, compact_dtype, write_mask, write_nifti
 
 __all__ = [
+    "RIGA_SITES",
+    "SLAUG_MSCMRSEG_SPLITS",
+    "prepare_ccsdg_riga",
+    "prepare_slaug_mscmrseg",
+    "slice_volume_groups",
     "LABEL_CLASSES",
     "LABEL_MAP_DESCRIPTIONS",
     "LABEL_MAPS",
@@ -62,6 +76,7 @@ __all__ = [
     "check_domain_labels",
     "check_label_map",
     "known_label_releases",
+    "label_map_name",
     "sample_label_files",
     "datalist_keys",
     "evaluation_records",
@@ -96,6 +111,7 @@ __all__ = [
     "find_lvit_text_table",
     "inference_records",
     "is_dicom_path",
+    "missing_dicom_decoders",
     "is_valid_text",
     "load_lvit_split",
     "load_text_datalist",

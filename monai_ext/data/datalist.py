@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monai.data import load_decathlon_datalist
-
 from monai_ext.data.validation import DatasetValidationError, ValidationReport
 from monai_ext.io import PathOutsideRootError, atomic_write_json, check_within_root, image_stem
 

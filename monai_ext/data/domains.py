@@ -15,7 +15,14 @@ from monai_ext.data.label_maps import check_label_map
 from monai_ext.data.volume import VolumeSlicer
 from monai_ext.io import NIFTI_SUFFIXES, PICTURE_SUFFIXES, image_stem
 
-__all__ = ["IMAGE_DIRS", "MASK_DIRS", "check_domain_labels", "prepare_fundus_domains", "prepare_cardiac_domains"]
+__all__ = [
+    "IMAGE_DIRS",
+    "MASK_DIRS",
+    "check_domain_labels",
+    "prepare_fundus_domains",
+    "prepare_cardiac_domains",
+    "slice_volume_groups",
+]
 
 
 IMAGE_DIRS = ("images", "image", "imgs", "img")
@@ -196,7 +203,6 @@ def prepare_cardiac_domains(
         LabelMapError: ``label_map`` contradicts a domain's labels.
     """
     prepared = {}
-    slicer = VolumeSlicer(axis=2, overwrite=overwrite)
     for domain in _domain_dirs(data_root, domains):
         domain_dir = os.path.abspath(os.path.join(data_root, domain))
         domain_out = os.path.join(os.path.abspath(out_dir), domain)
@@ -207,14 +213,48 @@ def prepare_cardiac_domains(
                 groups = {k: load_text_datalist(source, key=k, base_dir=domain_dir) for k in datalist_keys(source)}
             else:
                 groups = _find_pairs(domain_dir)
-            if label_map is not None:
-                labels = [r["label"] for records in groups.values() for r in records if isinstance(r.get("label"), str)]
-                check_label_map(labels, label_map, "cardiac", where=f"domain '{domain}'")
-            sliced = {k: slicer.expand(v, os.path.join(domain_out, k)) for k, v in groups.items()}
-            keep = ("image", "label", "name", "slice_index")
-            records = {k: [{f: r[f] for f in keep if f in r} for r in v] for k, v in sliced.items()}
-            _write_datalist(records, json_path, domain_out)
-        elif label_map is not None:
+            prepared[domain] = slice_volume_groups(groups, domain_out, overwrite, label_map, f"domain '{domain}'")
+            continue
+        if label_map is not None:
             check_domain_labels({domain: {"datalist": json_path, "base_dir": domain_out}}, label_map, "cardiac")
         prepared[domain] = {"datalist": json_path, "base_dir": domain_out}
     return prepared
+
+
+def slice_volume_groups(
+    groups: Mapping[str, Sequence[Mapping[str, Any]]],
+    out_dir: str,
+    overwrite: bool = True,
+    label_map: Mapping[int, int] | str | None = None,
+    where: str | None = None,
+) -> dict[str, str]:
+    """Slice the cardiac volume records of each datalist key of one domain into 2D NIfTI files and write the
+    domain's slice datalist ``out_dir/datalist.json``, under the same keys.
+
+    Each slice record keeps ``image``, ``label``, the volume's ``name``, ``slice_index`` and ``num_slices``
+    (what per-volume evaluation stacks the slices back by, :class:`monai_ext.metrics.SliceVolumeReport`).
+
+    Args:
+        groups: ``{datalist key: volume records {"image", "label"}}``.
+        out_dir: the domain's output folder; the slices of key ``k`` go to ``out_dir/k/``.
+        overwrite: replace existing slice files.
+        label_map: when given, checked against the label volumes (slice by slice) before any is sliced.
+        where: what the volumes are, for the label-map check's message (e.g. ``"domain 'LGE'"``).
+
+    Returns:
+        ``{"datalist": path, "base_dir": out_dir}``.
+
+    Raises:
+        LabelMapError: ``label_map`` contradicts the labels.
+    """
+    out_dir = os.path.abspath(out_dir)
+    if label_map is not None:
+        labels = [r["label"] for records in groups.values() for r in records if isinstance(r.get("label"), str)]
+        check_label_map(labels, label_map, "cardiac", where=where)
+    slicer = VolumeSlicer(axis=2, overwrite=overwrite)
+    sliced = {k: slicer.expand(v, os.path.join(out_dir, k)) for k, v in groups.items()}
+    keep = ("image", "label", "name", "slice_index", "num_slices")
+    records = {k: [{f: r[f] for f in keep if f in r} for r in v] for k, v in sliced.items()}
+    json_path = os.path.join(out_dir, "datalist.json")
+    _write_datalist(records, json_path, out_dir)
+    return {"datalist": json_path, "base_dir": out_dir}

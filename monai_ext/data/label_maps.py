@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-
 from monai_ext.data.readers import CheckedLoadImage
+from scipy import ndimage
 
 __all__ = [
     "LABEL_MAPS",
@@ -38,6 +37,7 @@ __all__ = [
     "LabelMapError",
     "check_label_map",
     "known_label_releases",
+    "label_map_name",
     "sample_label_files",
 ]
 
@@ -139,6 +139,25 @@ def known_label_releases(values: Sequence[float], task: str | None = None) -> li
         for release, release_task, description, maps in _RELEASES
         if (task is None or task == release_task) and found <= release and len(found) >= min(3, len(release))
     ]
+
+
+def label_map_name(label_map: Mapping[int, int], task: str | None = None) -> str | None:
+    """The name in :data:`LABEL_MAPS` of ``label_map`` (for ``task`` when given), or None when it is none of them.
+
+    Example::
+
+        >>> label_map_name({255: 1, 128: 2})
+        'ccsdg'
+    """
+    label_map = {int(k): int(v) for k, v in dict(label_map).items()}
+    return next(
+        (
+            name
+            for name, known in LABEL_MAPS.items()
+            if known == label_map and (task is None or _MAP_TASKS.get(name, task) == task)
+        ),
+        None,
+    )
 
 
 def sample_label_files(label_files: Sequence[str], max_files: int | None = 20) -> list[str]:

@@ -25,13 +25,7 @@ from collections import defaultdict
 from monai_ext.data.validation import DatasetValidationError, ValidationReport
 from monai_ext.io import PICTURE_SUFFIXES, PathOutsideRootError, check_within_root
 
-__all__ = [
-    "LVIT_MASK_PREFIX",
-    "lvit_split_name",
-    "find_lvit_text_table",
-    "validate_lvit_split",
-    "load_lvit_split",
-]
+__all__ = ["LVIT_MASK_PREFIX", "lvit_split_name", "find_lvit_text_table", "validate_lvit_split", "load_lvit_split"]
 
 logger = logging.getLogger(__name__)
 

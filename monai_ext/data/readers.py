@@ -8,6 +8,7 @@ goes wrong while reading becomes an :class:`ImageReadError` naming the file and 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections import defaultdict
@@ -20,7 +21,6 @@ from monai.config import KeysCollection
 from monai.data import ImageReader, MetaTensor
 from monai.transforms import LoadImage, MapTransform, Transform
 from monai.utils import ensure_tuple
-
 from monai_ext.io import DICOM_SUFFIXES
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "ImageNotFoundError",
     "ShapeMismatchError",
     "is_dicom_path",
+    "missing_dicom_decoders",
     "PydicomSeriesReader",
     "CheckedLoadImage",
     "CheckedLoadImaged",
@@ -57,6 +58,42 @@ def is_dicom_path(path: str | os.PathLike) -> bool:
 def _lps_to_ras(affine: np.ndarray) -> np.ndarray:
     flip = np.diag([-1.0, -1.0, 1.0, 1.0])
     return flip @ affine
+
+
+# The decoders of the 'dicom' extra (setup.cfg): import name -> PyPI package. pydicom reads uncompressed, RLE and
+# (through Pillow) 8-bit JPEG and JPEG 2000 without them, but not 12-bit JPEG Extended, JPEG Lossless or JPEG-LS.
+DICOM_DECODERS = {"pylibjpeg": "pylibjpeg", "libjpeg": "pylibjpeg-libjpeg", "openjpeg": "pylibjpeg-openjpeg"}
+
+
+def missing_dicom_decoders() -> list[str]:
+    """PyPI names of the decoders of the ``dicom`` extra that cannot be imported."""
+    missing = []
+    for module, package in DICOM_DECODERS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    return missing
+
+
+def _decode_failure(name: str, ds: Any, error: Exception) -> str:
+    """One-line message for pixel data pydicom could not decode: the file, its transfer syntax and, when decoders of
+    the ``dicom`` extra are missing for a compressed syntax, what to install."""
+    cause = " ".join(str(error).split())  # pydicom lists its plugins' failures on several lines
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    if syntax is None:
+        return f"Cannot decode pixel data of '{name}' (no transfer syntax in its file meta): {cause}"
+    described = f"{getattr(syntax, 'name', syntax)} ({syntax})"
+    missing = missing_dicom_decoders() if getattr(syntax, "is_compressed", False) else []
+    if missing:
+        return (
+            f"Cannot decode pixel data of '{name}': no installed decoder reads its transfer syntax {described} "
+            f"({cause}). Install the DICOM decoders: pip install 'monai-textseg[dicom]' (missing: {', '.join(missing)})."
+        )
+    return (
+        f"Cannot decode pixel data of '{name}' (transfer syntax {described}; is the file corrupt or malformed?): "
+        f"{type(error).__name__}: {cause}"
+    )
 
 
 class PydicomSeriesReader(ImageReader):
@@ -151,7 +188,7 @@ class PydicomSeriesReader(ImageReader):
         try:
             pixels = np.asarray(ds.pixel_array)
         except Exception as error:  # truncated pixel data, unsupported compression, ...
-            raise ImageReadError(f"Cannot decode pixel data of '{name}': {type(error).__name__}: {error}") from error
+            raise ImageReadError(_decode_failure(name, ds, error)) from error
         pixels = pixels.astype(np.float32) * float(ds.get("RescaleSlope", 1) or 1) + float(
             ds.get("RescaleIntercept", 0) or 0
         )

@@ -14,9 +14,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from torch.utils.data import IterableDataset, get_worker_info
-
 from monai_ext.data.validation import transform_error
+from torch.utils.data import IterableDataset, get_worker_info
 
 __all__ = ["SkipFailedDataset", "describe_item"]
 

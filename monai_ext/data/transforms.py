@@ -193,20 +193,31 @@ class RecordSpacingd(MapTransform):
     original spacing times the resize factor, so distances come out in millimetres for NIfTI and DICOM images and in
     pixels of the original image for PNG and JPEG (whose spacing is 1). An image without metadata gets spacing 1.
 
+    With ``slice_spacing_key`` the distance between neighbouring slices of a 2D image cut from a volume is kept too
+    (the length of the affine's third axis, which :class:`~monai_ext.data.VolumeSlicer` sets to the volume's slice
+    axis; 1 for an image without one): with the in-plane spacing it is the voxel size that per-volume metrics of
+    stacked slices need (:class:`monai_ext.metrics.SliceVolumeReport`).
+
     Args:
         keys: the image entry (one key).
         output_key: where the spacing goes, a float64 tensor with one value per spatial axis.
+        slice_spacing_key: where the distance between slices of a 2D image goes (a float64 scalar tensor); None:
+            not recorded.
 
     Example::
 
         RecordSpacingd(keys="image")({"image": resized_image})["spacing"]  # tensor([2.0, 1.5]) for 80x60 -> 40x40
+        RecordSpacingd("image", slice_spacing_key="slice_spacing")({"image": nifti_slice})["slice_spacing"]  # 8.0
     """
 
-    def __init__(self, keys: KeysCollection = "image", output_key: str = "spacing"):
+    def __init__(
+        self, keys: KeysCollection = "image", output_key: str = "spacing", slice_spacing_key: str | None = None
+    ):
         super().__init__(keys)
         if len(self.keys) != 1:
             raise ValueError(f"RecordSpacingd takes one image key, got {self.keys}.")
         self.output_key = output_key
+        self.slice_spacing_key = slice_spacing_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -215,6 +226,12 @@ class RecordSpacingd(MapTransform):
         pixdim = getattr(image, "pixdim", None) if getattr(image, "meta", None) else None
         spacing = torch.ones(spatial_dims, dtype=torch.float64) if pixdim is None else torch.as_tensor(pixdim)
         d[self.output_key] = spacing.to(torch.float64)[:spatial_dims].clone()
+        if self.slice_spacing_key is not None:
+            affine = getattr(image, "affine", None) if getattr(image, "meta", None) else None
+            step = 1.0
+            if spatial_dims == 2 and affine is not None and affine.shape[-1] == 4:
+                step = float(torch.linalg.vector_norm(torch.as_tensor(affine, dtype=torch.float64)[:3, 2])) or 1.0
+            d[self.slice_spacing_key] = torch.tensor(step, dtype=torch.float64)
         return d
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from monai_ext.data.readers import CheckedLoadImage, ShapeMismatchError
 from monai_ext.data.writers import compact_dtype, write_mask, write_nifti
 from monai_ext.io import NIFTI_SUFFIXES, image_stem

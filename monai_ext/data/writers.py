@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from monai.data import MetaTensor
 from monai.transforms import SaveImaged
-
 from monai_ext.io import NIFTI_SUFFIXES, atomic_write, atomic_write_path
 
 __all__ = ["SafeSaveImaged", "atomic_image_writer", "compact_dtype", "write_mask", "write_nifti"]

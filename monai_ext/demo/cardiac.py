@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
-
 from monai_ext.data.label_maps import MSCMRSEG_LABEL_MAP
+from scipy import ndimage
 
 from .common import (
     MARKER_FILE,
@@ -41,8 +40,10 @@ __all__ = [
     "CARDIAC_DOMAINS",
     "CARDIAC_LABELS",
     "MSCMRSEG_LABEL_MAP",
+    "SLAUG_DEMO_DOMAINS",
     "render_cardiac_volume",
     "make_cardiac_dataset",
+    "make_slaug_mscmrseg_release",
 ]
 
 CARDIAC_LABELS = {"background": 0, "lv": 1, "myocardium": 2, "rv": 3}
@@ -333,3 +334,71 @@ def make_cardiac_dataset(
         "out_dir": out_dir,
         "datalists": {name: os.path.join(out_dir, name, "datalist.json") for name in names},
     }
+
+
+# Our label index (1 LV, 2 myocardium, 3 RV) -> SLAug's release value (1 myocardium, 2 LV, 3 RV: its LABEL_NAME
+# "bg", "Myocardium", "Lventricle", "Rventricle").
+_SLAUG_LABEL_VALUES = np.array([0, 2, 1, 3], np.uint8)
+
+# SLAug's release folders and the imitation sequences drawn into them.
+SLAUG_DEMO_DOMAINS = {"bSSFP": "bssfp", "LGE": "lge"}
+
+
+def make_slaug_mscmrseg_release(
+    out_dir: str | os.PathLike,
+    patients: int = 45,
+    image_size: int = 64,
+    slices: int = 3,
+    seed: int = 0,
+    spacing: Sequence[float] = (1.25, 1.25, 8.0),
+    overwrite: bool = False,
+) -> dict:
+    """Write a synthetic stand-in of SLAug's preprocessed MS-CMRSeg release (its ``data/cardiac/processed`` folder)
+    with its folder and file names and label values, for dry runs of the ``mscmrseg_slaug`` DG protocol
+    (:func:`monai_ext.data.prepare_slaug_mscmrseg`).
+
+    Layout::
+
+        out_dir/bSSFP/image_<id>.nii.gz   float32 (H, W, slices) short-axis volume, ids 1..patients
+        out_dir/bSSFP/label_<id>.nii.gz   uint8: 0 background, 1 myocardium, 2 LV, 3 RV (SLAug's order)
+        out_dir/LGE/image_<id>.nii.gz, label_<id>.nii.gz
+        out_dir/synthetic.json            generator name, parameters and counts
+
+    As in MS-CMRSeg, patient ``<id>`` of both sequences is the same heart (the same anatomy, drawn with each
+    sequence's appearance of :data:`CARDIAC_DOMAINS`).
+
+    Args:
+        out_dir: output folder; must be missing or empty unless ``overwrite`` (replaces an earlier synthetic set).
+        patients: patients per sequence (SLAug's split uses 1-45).
+        image_size: in-plane size in pixels (>= 32).
+        slices: short-axis slices per volume.
+        seed: random seed; the same seed gives byte-identical files.
+        spacing: voxel size in mm.
+        overwrite: replace an existing synthetic dataset in ``out_dir``.
+
+    Returns:
+        summary dict: ``out_dir``, ``counts`` per sequence.
+    """
+    patients = check_count("patients", patients, minimum=1)
+    image_size = check_image_size(image_size)
+    slices = check_count("slices", slices, minimum=1)
+    affine = _affine((image_size, image_size, slices), tuple(float(s) for s in spacing))
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    with staged_output_dir(out_dir, overwrite=overwrite) as staging:
+        for folder, name in SLAUG_DEMO_DOMAINS.items():
+            for patient in range(1, patients + 1):
+                # The same generator state per patient in both sequences: the same heart.
+                image, label = render_cardiac_volume(
+                    sample_rng(seed, 7, patient), image_size, slices, CARDIAC_DOMAINS[name]
+                )
+                _write_nifti(image.astype(np.float32), affine, os.path.join(staging, folder, f"image_{patient}.nii.gz"))
+                _write_nifti(
+                    _SLAUG_LABEL_VALUES[label], affine, os.path.join(staging, folder, f"label_{patient}.nii.gz")
+                )
+        summary = {
+            "generator": "make_slaug_mscmrseg_release",
+            "parameters": {"image_size": image_size, "slices": slices, "seed": int(seed), "spacing": list(spacing)},
+            "counts": dict.fromkeys(SLAUG_DEMO_DOMAINS, patients),
+        }
+        write_json(summary, os.path.join(staging, MARKER_FILE))
+    return {**summary, "out_dir": out_dir}

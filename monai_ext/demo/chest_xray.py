@@ -43,6 +43,7 @@ __all__ = [
     "parse_report_zones",
     "mask_for_zones",
     "render_chest_xray",
+    "draw_referred_sample",
     "make_chest_xray_dataset",
     "make_rereported_split",
     "lung_zone_partition",
@@ -313,6 +314,24 @@ def render_chest_xray(
     return image, zone_map, [LUNG_ZONES[k - 1] for k in chosen]
 
 
+def draw_referred_sample(
+    rng: np.random.Generator, image_size: int, name_all_lesions: bool = False
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str], str]:
+    """One report-referred chest X-ray: 1-4 lesions, a report naming a random non-empty subset of them (all of them
+    with ``name_all_lesions``).
+
+    Returns:
+        ``(image, zone_map, zones present, zones named, report)``; the mask is ``mask_for_zones(zone_map, named)``.
+    """
+    image, zone_map, present = render_chest_xray(rng, image_size, n_lesions=int(rng.integers(1, 5)))
+    named = sorted(
+        rng.choice(present, size=int(rng.integers(1, len(present) + 1)), replace=False).tolist(), key=LUNG_ZONES.index
+    )
+    if name_all_lesions:
+        named = present
+    return image, zone_map, present, named, compose_report(named, rng)
+
+
 def lvit_split_counts(n_train: int, n_val: int, n_test: int) -> dict[str, int]:
     """Validated sample counts per datalist key of :data:`LVIT_SPLITS`."""
     return {
@@ -493,14 +512,7 @@ def make_chest_xray_dataset(
     image_size = check_image_size(image_size)
 
     def write_sample(rng, staging, split, index, _):
-        image, zone_map, present = render_chest_xray(rng, image_size, n_lesions=int(rng.integers(1, 5)))
-        named = sorted(
-            rng.choice(present, size=int(rng.integers(1, len(present) + 1)), replace=False).tolist(),
-            key=LUNG_ZONES.index,
-        )
-        if name_all_lesions:
-            named = present
-        report = compose_report(named, rng)
+        image, zone_map, present, named, report = draw_referred_sample(rng, image_size, name_all_lesions)
         prefix = LVIT_SPLITS[split]
         folder, name = f"{prefix}_Folder", f"{prefix.lower()}_{index:04d}"
         paths = {
@@ -581,13 +593,5 @@ def make_rereported_split(
 
     summary = {"generator": "make_rereported_split", "mode": mode}
     return rereport_lvit_splits(
-        dataset_dir,
-        out_dir,
-        splits,
-        _SUBFOLDERS,
-        rereport_sample,
-        summary,
-        "make_chest_xray_dataset",
-        seed,
-        overwrite,
+        dataset_dir, out_dir, splits, _SUBFOLDERS, rereport_sample, summary, "make_chest_xray_dataset", seed, overwrite
     )

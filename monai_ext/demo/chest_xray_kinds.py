@@ -27,10 +27,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from monai_ext.io import image_stem
 from PIL import Image
 from scipy import ndimage
-
-from monai_ext.io import image_stem
 
 from .cardiac import CARDIAC_DOMAINS, render_cardiac_volume
 from .chest_xray import (

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from .common import (
@@ -35,7 +36,15 @@ from .common import (
     write_png,
 )
 
-__all__ = ["FundusDomain", "FUNDUS_DOMAINS", "FUNDUS_LABELS", "render_fundus", "make_fundus_dataset"]
+__all__ = [
+    "FundusDomain",
+    "FUNDUS_DOMAINS",
+    "FUNDUS_LABELS",
+    "RIGA_DEMO_SITES",
+    "render_fundus",
+    "make_fundus_dataset",
+    "make_ccsdg_riga_release",
+]
 
 FUNDUS_LABELS = {"background": 0, "disc_rim": 1, "cup": 2}
 
@@ -304,3 +313,88 @@ def make_fundus_dataset(
         "out_dir": out_dir,
         "datalists": {name: os.path.join(out_dir, name, "datalist.json") for name in names},
     }
+
+
+# RIGA+ site -> the imitation camera its demo images are drawn with, and the sub-folder of RIGA/<site>/ they go to.
+RIGA_DEMO_SITES = {
+    "BinRushed": ("domain_a", "BinRushed1"),
+    "Magrabia": ("domain_b", "MagrabiaMale"),
+    "MESSIDOR_Base1": ("domain_c", "Labeled"),
+    "MESSIDOR_Base2": ("domain_d", "Labeled"),
+    "MESSIDOR_Base3": ("domain_b", "Labeled"),
+}
+
+# Label index -> value in CCSDG's RIGA+ masks (0 background, 255 disc rim, 128 cup; CCSDG's loader reads > 0 as
+# disc and 128 as cup).
+_RIGA_MASK_VALUES = np.array([0, 255, 128], np.uint8)
+
+
+def _disc_crop(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` square around the disc (RIGA+ images are crops around the optic nerve head)."""
+    rows, columns = np.nonzero(label)
+    centre = (int(rows.mean()), int(columns.mean())) if rows.size else (label.shape[0] // 2, label.shape[1] // 2)
+    top, left = (min(max(c - size // 2, 0), label.shape[0] - size) for c in centre)
+    return image[top : top + size, left : left + size], label[top : top + size, left : left + size]
+
+
+def make_ccsdg_riga_release(
+    out_dir: str | os.PathLike,
+    n_train: int = 4,
+    n_test: int = 2,
+    image_size: int = 800,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> dict:
+    """Write a synthetic stand-in of CCSDG's RIGA+ release (Zenodo record 6325549) with its folders, files, lists
+    and mask values, for dry runs of the ``riga_ccsdg`` DG protocol (:func:`monai_ext.data.prepare_ccsdg_riga`).
+
+    Layout (``<site>`` one of :data:`RIGA_DEMO_SITES`: BinRushed, Magrabia, MESSIDOR_Base1/2/3)::
+
+        out_dir/<site>_train.csv, <site>_test.csv   header "image,mask"; rows "RIGA/<site>/<sub>/image<k>.tif,
+                                                    RIGA-mask/<site>/<sub>/image<k>.tif" (the loader reads rater 1:
+                                                    image<k>-1.tif)
+        out_dir/RIGA/<site>/<sub>/image<k>.tif      RGB uint8 TIFF, ``image_size`` square crop around the disc
+        out_dir/RIGA-mask/<site>/<sub>/image<k>-1.tif  uint8 TIFF: 0 background, 255 disc rim, 128 cup
+        out_dir/synthetic.json                      generator name, parameters and counts
+
+    Only rater 1's mask is written (the release has six); each site is drawn by one imitation camera of
+    :data:`FUNDUS_DOMAINS`, and the sub-folder names follow third-party descriptions of the release, which the
+    protocol does not rely on (it follows the lists).
+
+    Args:
+        out_dir: output folder; must be missing or empty unless ``overwrite`` (replaces an earlier synthetic set).
+        n_train, n_test: images in each site's ``_train`` and ``_test`` list.
+        image_size: side of the square images (the release's are 800).
+        seed: random seed; the same seed gives identical images.
+        overwrite: replace an existing synthetic dataset in ``out_dir``.
+
+    Returns:
+        summary dict: ``out_dir``, ``counts`` per site.
+    """
+    n_train = check_count("n_train", n_train, minimum=1)
+    n_test = check_count("n_test", n_test, minimum=1)
+    image_size = check_image_size(image_size)
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    with staged_output_dir(out_dir, overwrite=overwrite) as staging:
+        for site_index, (site, (camera, sub)) in enumerate(RIGA_DEMO_SITES.items()):
+            rows = {"train": [], "test": []}
+            for k in range(n_train + n_test):
+                rng = sample_rng(seed, 100 + site_index, k)
+                image, label, _ = render_fundus(rng, 2 * image_size, FUNDUS_DOMAINS[camera])
+                image, label = _disc_crop(image, label, image_size)
+                name = f"RIGA/{site}/{sub}/image{k + 1}.tif"
+                mask = f"RIGA-mask/{site}/{sub}/image{k + 1}.tif"
+                for array, path in ((image, name), (_RIGA_MASK_VALUES[label], mask[: -len(".tif")] + "-1.tif")):
+                    os.makedirs(os.path.dirname(os.path.join(staging, path)), exist_ok=True)
+                    Image.fromarray(array).save(os.path.join(staging, path), format="TIFF")
+                rows["train" if k < n_train else "test"].append(f"{name},{mask}")
+            for split, lines in rows.items():
+                with open(os.path.join(staging, f"{site}_{split}.csv"), "w", encoding="utf-8") as f:
+                    f.write("image,mask\n" + "".join(f"{line}\n" for line in lines))
+        summary = {
+            "generator": "make_ccsdg_riga_release",
+            "parameters": {"image_size": image_size, "seed": int(seed)},
+            "counts": {site: {"train": n_train, "test": n_test} for site in RIGA_DEMO_SITES},
+        }
+        write_json(summary, os.path.join(staging, MARKER_FILE))
+    return {**summary, "out_dir": out_dir}

@@ -6,7 +6,6 @@ import logging
 
 import torch
 from ignite.engine import Engine, Events
-
 from monai_ext.checkpoint import BUNDLE_WEIGHTS_HINT, load_state_dict_checked
 
 __all__ = ["CheckedCheckpointLoader"]
@@ -33,11 +32,7 @@ class CheckedCheckpointLoader:
     """
 
     def __init__(
-        self,
-        load_path: str,
-        network: torch.nn.Module,
-        strict: bool = True,
-        expected_network: str | None = None,
+        self, load_path: str, network: torch.nn.Module, strict: bool = True, expected_network: str | None = None
     ):
         self.load_path = load_path
         self.network = network

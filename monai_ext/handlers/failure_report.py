@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 from ignite.engine import Engine, Events
-
 from monai_ext.io import atomic_write_json
 
 __all__ = ["FailureReport"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from ignite.engine import Engine, Events
-
 from monai_ext.handlers.utils import as_index_map, item_name, output_items, picture_axes
 from monai_ext.visualize import save_overlay_png
 

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from ignite.engine import Engine, Events
-
 from monai_ext.handlers.utils import as_index_map, item_name, item_spacing, output_items
 from monai_ext.metrics import SegmentationReport
 

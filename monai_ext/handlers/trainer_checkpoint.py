@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-
 from monai_ext.checkpoint import CheckpointError, safe_torch_load
 from monai_ext.io import atomic_save
 

@@ -9,10 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine
-
 from monai_ext.io import image_stem
 
 __all__ = ["item_name", "output_items", "item_spacing", "as_index_map", "picture_axes"]
+
+# The entries of an input item that output_items copies to its output item.
+ITEM_KEYS = ("name", "text", "slice_index", "num_slices", "spacing", "slice_spacing")
 
 
 def item_name(item: dict[str, Any], fallback: str) -> str:
@@ -31,13 +33,14 @@ def item_name(item: dict[str, Any], fallback: str) -> str:
 
 
 def output_items(engine: Engine) -> list[dict[str, Any]]:
-    """The decollated output items of the current iteration, each with the ``name``, ``text``, ``slice_index`` and
-    ``spacing`` of its input item added (MONAI's engines keep only image, label and pred in the output)."""
+    """The decollated output items of the current iteration, each with the ``name``, ``text``, ``slice_index``,
+    ``num_slices``, ``spacing`` and ``slice_spacing`` of its input item added (MONAI's engines keep only image, label
+    and pred in the output)."""
     batch = engine.state.batch if isinstance(engine.state.batch, list) else []
     items = []
     for i, item in enumerate(engine.state.output):
         source = batch[i] if i < len(batch) and isinstance(batch[i], dict) else {}
-        extra = {k: source[k] for k in ("name", "text", "slice_index", "spacing") if k in source and k not in item}
+        extra = {k: source[k] for k in ITEM_KEYS if k in source and k not in item}
         items.append({**extra, **item})
     return items
 

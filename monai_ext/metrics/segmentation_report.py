@@ -1,5 +1,5 @@
-"""Per-image and dataset-level segmentation metrics (Dice, IoU, HD95, NSD) per class or per region, with explicit
-empty-mask rules."""
+"""Per-image (or per-volume) and dataset-level segmentation metrics (Dice, IoU, HD95, NSD) per class or per region,
+with explicit empty-mask rules."""
 
 from __future__ import annotations
 
@@ -15,33 +15,46 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou, compute_surface_dice
 from monai.utils import convert_to_tensor
-
 from monai_ext.io import atomic_write_json, atomic_write_text
 
-__all__ = ["SegmentationReport"]
+__all__ = ["SegmentationReport", "UNITS"]
 
 METRICS = ("dice", "iou", "hd95", "nsd")
+
+# What one evaluated item is: a 2D image, or a volume (e.g. the 2D slices of a volume stacked back, see
+# monai_ext.metrics.SliceVolumeReport); the summary keys, the CSV file and the texts name it.
+UNITS = ("image", "volume")
 
 # Which case each image/class falls in; the empty-mask rules depend on it. PRED_EMPTY: prediction empty, label not;
 # LABEL_EMPTY: label empty, prediction not.
 BOTH_PRESENT, BOTH_EMPTY, PRED_EMPTY, LABEL_EMPTY = "both_present", "both_empty", "pred_empty", "label_empty"
 
-CONVENTIONS = {
-    "per_image_mean": "metrics computed on each image, then averaged over images (LViT convention)",
-    "dataset_level": (
-        "Dice = 2*sum(intersection)/(sum(pred)+sum(label)) and IoU = sum(intersection)/sum(union), sums over all "
-        "pixels of all images (GuideDecoder/TGC-Net convention); not comparable with per-image means"
-    ),
-    "empty_masks": (
-        "prediction and label both empty: Dice=IoU=1, HD95=0, NSD=1 (counted in the means); exactly one empty: "
-        "Dice=IoU=0, NSD=0, HD95 undefined (excluded from the HD95 mean, counted as hd95_undefined)"
-    ),
-    "units": (
-        "HD95 and the NSD tolerance are in spacing units: the image's own when its pipeline records it "
-        "(monai_ext.data.RecordSpacingd: mm for NIfTI/DICOM, pixels of the original image for PNG/JPEG), "
-        "else pixels of the evaluated image"
+_PER_ITEM = {
+    "image": "metrics computed on each image, then averaged over images (LViT convention)",
+    "volume": (
+        "metrics computed on each 3D volume (its 2D slices stacked back), then averaged over volumes "
+        "(SLAug/CSDG cardiac convention)"
     ),
 }
+
+
+def _conventions(unit: str) -> dict[str, str]:
+    return {
+        f"per_{unit}_mean": _PER_ITEM[unit],
+        "dataset_level": (
+            "Dice = 2*sum(intersection)/(sum(pred)+sum(label)) and IoU = sum(intersection)/sum(union), sums over all "
+            f"pixels of all {unit}s (GuideDecoder's convention); not comparable with per-{unit} means"
+        ),
+        "empty_masks": (
+            "prediction and label both empty: Dice=IoU=1, HD95=0, NSD=1 (counted in the means); exactly one empty: "
+            "Dice=IoU=0, NSD=0, HD95 undefined (excluded from the HD95 mean, counted as hd95_undefined)"
+        ),
+        "units": (
+            f"HD95 and the NSD tolerance are in spacing units: the {unit}'s own when its pipeline records it "
+            "(monai_ext.data.RecordSpacingd: mm for NIfTI/DICOM, pixels of the original image for PNG/JPEG), "
+            f"else pixels of the evaluated {unit}"
+        ),
+    }
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -66,7 +79,7 @@ class SegmentationReport:
       ``hd95_undefined``.
 
     The summary gives ``per_image_mean`` (LViT's convention) and ``dataset_level`` Dice/IoU from intersections and sizes
-    summed over the whole set (GuideDecoder's/TGC-Net's convention). The two differ whenever images differ in lesion size.
+    summed over the whole set (GuideDecoder's convention). The two differ whenever images differ in lesion size.
 
     With ``regions`` the report evaluates regions instead of classes, a region being the union of some label values:
     nested structures are then reported as clinicians read them. For fundus the network predicts exclusive classes
@@ -81,6 +94,9 @@ class SegmentationReport:
         spacing: pixel/voxel spacing for HD95 and NSD (a number or one per spatial axis); None: unit spacing.
         nsd_tolerance: boundary tolerance of NSD, in spacing units.
         spatial_dims: 2 for images, 3 for volumes; fixing it keeps a [C, H, W] one-hot from passing for a volume.
+        unit: what one added item is, ``"image"`` or ``"volume"`` (one of :data:`UNITS`): the summary's keys
+            (``num_images``/``per_image_mean`` or ``num_volumes``/``per_volume_mean``), the CSV (``per_image.csv`` or
+            ``per_volume.csv``) and the texts name it.
 
     ``add`` takes a prediction and a label as binary or index maps shaped [H, W] or [1, H, W] (with
     ``spatial_dims=3``: [H, W, D] or [1, H, W, D]), torch or numpy, integral values.
@@ -106,7 +122,10 @@ class SegmentationReport:
         spacing: float | Sequence[float] | None = None,
         nsd_tolerance: float = 2.0,
         spatial_dims: int = 2,
+        unit: str = "image",
     ):
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}.")
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
         if not nsd_tolerance >= 0:
@@ -117,6 +136,7 @@ class SegmentationReport:
             raise ValueError("include_background applies to classes; with regions, list label 0 in a region instead.")
         self.num_classes = int(num_classes)
         self.spatial_dims = spatial_dims
+        self.unit = unit
         # Binary masks are index maps with two labels; the same code then serves both cases.
         self.num_labels = max(2, self.num_classes)
         self.label_names = self._label_names(class_names)
@@ -295,12 +315,12 @@ class SegmentationReport:
         """Dataset summary (JSON-ready; undefined values are None).
 
         Returns:
-            ``{"num_images", "classes", "per_image_mean": {class: {dice, iou, hd95, nsd}},
+            ``{"unit", "num_images", "classes", "per_image_mean": {class: {dice, iou, hd95, nsd}},
             "dataset_level": {class: {dice, iou}}, "counts": {class: {both_empty, pred_empty, label_empty,
             hd95_undefined, hd95_defined}}, "conventions", "settings"}``; with several classes ``per_image_mean`` and
             ``dataset_level`` also hold ``"mean_over_classes"``. With ``regions``, ``"region_names"`` and ``"regions":
             {region: label values}`` replace ``"classes"``, the metrics are keyed by region and the mean, always there,
-            is ``"mean_over_regions"``.
+            is ``"mean_over_regions"``. With ``unit="volume"`` the keys are ``num_volumes`` and ``per_volume_mean``.
         """
         per_image: dict[str, dict[str, Any]] = {}
         dataset: dict[str, dict[str, Any]] = {}
@@ -327,17 +347,18 @@ class SegmentationReport:
             per_image = {c: {m: float("nan") for m in METRICS} for c in per_image}
             dataset = {c: {m: float("nan") for m in ("dice", "iou")} for c in dataset}
         return {
-            "num_images": len(self.records),
+            "unit": self.unit,
+            f"num_{self.unit}s": len(self.records),
             # The names in order (report.json sorts the keys of its mappings).
             **(
                 {"classes": list(self.class_names)}
                 if self.regions is None
                 else {"region_names": list(self.class_names), "regions": dict(self.regions)}
             ),
-            "per_image_mean": {c: {m: _nan_to_none(v) for m, v in d.items()} for c, d in per_image.items()},
+            f"per_{self.unit}_mean": {c: {m: _nan_to_none(v) for m, v in d.items()} for c, d in per_image.items()},
             "dataset_level": {c: {m: _nan_to_none(v) for m, v in d.items()} for c, d in dataset.items()},
             "counts": counts,
-            "conventions": dict(CONVENTIONS),
+            "conventions": _conventions(self.unit),
             "settings": {
                 "num_classes": self.num_classes,
                 "spatial_dims": self.spatial_dims,
@@ -348,7 +369,8 @@ class SegmentationReport:
         }
 
     def per_image_rows(self) -> list[dict[str, Any]]:
-        """One flat row per image: ``name``, ``<class>_<metric>`` and ``<class>_case`` columns, then extra columns."""
+        """One flat row per image (per volume with ``unit="volume"``): ``name``, ``<class>_<metric>`` and
+        ``<class>_case`` columns, then extra columns."""
         rows = []
         for record in self.records:
             row: dict[str, Any] = {"name": record["name"]}
@@ -362,31 +384,32 @@ class SegmentationReport:
     def format_markdown(self) -> str:
         """A Markdown table of the summary: Dice, IoU and NSD in percent, HD95 in spacing units."""
         summary = self.summary()
+        unit = self.unit
 
         def fmt(value: float | None, scale: float = 100.0) -> str:
             return "n/a" if value is None else f"{value * scale:.2f}"
 
         columns = ["class"] if self.regions is None else ["region", "labels"]
         columns += [
-            "Dice per-image mean (%)",
-            "IoU per-image mean (%)",
+            f"Dice per-{unit} mean (%)",
+            f"IoU per-{unit} mean (%)",
             "Dice dataset-level (%)",
             "IoU dataset-level (%)",
-            "HD95 per-image mean",
-            f"NSD@{self.nsd_tolerance:g} per-image mean (%)",
-            "images with both / only pred / only label empty",
+            f"HD95 per-{unit} mean",
+            f"NSD@{self.nsd_tolerance:g} per-{unit} mean (%)",
+            f"{unit}s with both / only pred / only label empty",
         ]
         lines = [
-            f"{summary['num_images']} images. Per-image mean (LViT convention) and dataset-level "
-            "(GuideDecoder/TGC-Net convention) are different conventions; do not compare one with the other. HD95 "
-            "and the NSD tolerance are in the images' own units when the pipeline records their spacing (millimetres "
-            "for NIfTI/DICOM, pixels of the original image for PNG/JPEG), else in pixels of the evaluated images.",
+            f"{summary[f'num_{unit}s']} {unit}s. Per-{unit} mean ({_PER_ITEM[unit]}) and dataset-level "
+            "(GuideDecoder's convention) are different conventions; do not compare one with the other. HD95 "
+            f"and the NSD tolerance are in the {unit}s' own units when the pipeline records their spacing (millimetres "
+            f"for NIfTI/DICOM, pixels of the original image for PNG/JPEG), else in pixels of the evaluated {unit}s.",
             "",
             "| " + " | ".join(columns) + " |",
             "|" + "---|" * len(columns),
         ]
-        for class_name in summary["per_image_mean"]:
-            per_image, dataset = summary["per_image_mean"][class_name], summary["dataset_level"][class_name]
+        for class_name in summary[f"per_{unit}_mean"]:
+            per_image, dataset = summary[f"per_{unit}_mean"][class_name], summary["dataset_level"][class_name]
             count = summary["counts"].get(class_name)
             empties = "" if count is None else f"{count[BOTH_EMPTY]} / {count[PRED_EMPTY]} / {count[LABEL_EMPTY]}"
             hd95 = fmt(per_image["hd95"], 1.0)
@@ -401,7 +424,8 @@ class SegmentationReport:
         return "\n".join(lines) + "\n"
 
     def write(self, out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, str]:
-        """Write ``report.json`` (summary), ``per_image.csv`` and ``report.md`` into ``out_dir``, each atomically.
+        """Write ``report.json`` (summary), ``per_image.csv`` (``per_volume.csv``) and ``report.md`` into ``out_dir``,
+        each atomically.
 
         Raises:
             FileExistsError: one of the files exists and ``overwrite`` is False (checked before anything is written).
@@ -411,7 +435,7 @@ class SegmentationReport:
         """
         paths = {
             "json": os.path.join(out_dir, "report.json"),
-            "csv": os.path.join(out_dir, "per_image.csv"),
+            "csv": os.path.join(out_dir, f"per_{self.unit}.csv"),
             "markdown": os.path.join(out_dir, "report.md"),
         }
         if not overwrite:

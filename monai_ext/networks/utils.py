@@ -21,5 +21,5 @@ def match_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:
     if tensor.shape[0] == batch:
         return tensor
     if tensor.shape[0] == 1:
-        return tensor.expand(batch, *tensor.shape[1:])
+        return tensor.expand([batch] + list(tensor.shape[1:]))
     raise ValueError(f"{tensor.shape[0]} reports for {batch} images: give one report per image or one for all.")

@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
-
 from monai_ext.clip import get_clip_tokenizer
 
 __all__ = ["ClipTokenize", "ClipTokenized", "HFTokenize", "HFTokenized", "TextInputError"]

@@ -9,8 +9,6 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
-
 from monai_ext.apps.clip_pretraining import (
     contrastive_loss,
     encode_captions,
@@ -24,6 +22,7 @@ from monai_ext.demo import make_caption_corpus
 from monai_ext.networks import TGCNet
 from monai_ext.networks.blocks import ClipImageEncoder, ClipTextEncoder
 from monai_ext.networks.nets.vlsanet import load_class_prompts
+from safetensors.torch import load_file
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KNOWLEDGE_V2 = os.path.join(REPO_ROOT, "bundles", "tgcnet", "configs", "medical_knowledge_v2.json")

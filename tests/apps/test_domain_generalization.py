@@ -10,9 +10,6 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from PIL import Image
-from script_loader import load_script
-
 from monai_ext.apps import domain_generalization as dg
 from monai_ext.data import (
     LabelMapError,
@@ -23,6 +20,8 @@ from monai_ext.data import (
 )
 from monai_ext.demo import MSCMRSEG_LABEL_MAP, make_demo_data
 from monai_ext.metrics import SegmentationReport
+from PIL import Image
+from script_loader import load_script
 
 BUNDLE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bundles", "vlsanet"
@@ -63,6 +62,9 @@ def test_regions_come_from_the_bundle_configs_that_run():
     assert dg.evaluation_regions(BUNDLE, ["train.json", "cardiac.json"]) == {"LV": [1], "MYO": [2], "RV": [3]}
     overridden = dg.evaluation_regions(BUNDLE, ["train.json"], {"eval_regions": {"disc": [1, 2]}})
     assert overridden == {"disc": [1, 2]}
+    assert not dg.evaluates_per_volume(BUNDLE, ["train.json"])
+    assert dg.evaluates_per_volume(BUNDLE, ["train.json", "cardiac.json"])
+    assert not dg.evaluates_per_volume(BUNDLE, ["train.json", "cardiac.json"], {"eval_per_volume": False})
     assert dg.LABEL_MAPS["mscmrseg"] == MSCMRSEG_LABEL_MAP
 
 
@@ -181,6 +183,17 @@ def test_evaluate_dg_command_on_tiny_cardiac_demo(tmp_path):
     assert [(r["variant"], r["target_domain"]) for r in rows] == [("full", "lge"), ("full", "t2"), ("full", "mean")]
     assert {"LV Dice", "MYO Dice", "RV Dice", "LV HD95", "mean Dice"} <= set(rows[0])
     assert all(0.0 <= float(r["mean Dice"]) <= 100.0 for r in rows)
+    # Cardiac reports per volume (2 volumes of 4 slices per domain), with the per-slice means beside them.
+    assert [r["num_volumes"] for r in rows] == ["2", "2", "4"]
+    with open(out / "dg_results_per_slice.csv") as f:
+        assert [r["num_slices"] for r in csv.DictReader(f)] == ["8", "8", "16"]
+    summary = json.loads((out / "dg_results.json").read_text())
+    assert summary["aggregation"] == "per volume"
+    volumes = summary["volume_reports"]["full"]["lge"]
+    slices = summary["reports"]["full"]["lge"]
+    assert volumes["num_volumes"] == 2 and slices["num_images"] == 8
+    assert float(rows[0]["mean Dice"]) == pytest.approx(100 * volumes["per_volume_mean"]["mean_over_regions"]["dice"])
+    assert "## Per volume" in (out / "dg_results.md").read_text()
 
 
 def _ccsdg_fundus_root(root, n=4):

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from monai_ext.apps.knowledge_generation import (
     DEFAULT_PROMPT_TEMPLATE,
     build_prompt,

@@ -9,18 +9,18 @@ import os
 
 import nibabel as nib
 import numpy as np
+import pydicom.data
 import pytest
 import torch
-from PIL import Image
-from pydicom.uid import generate_uid
-from script_loader import load_script
-
 from monai_ext.apps.predict import BundlePredictor, predict_csv
 from monai_ext.bundle.parser import bundle_parser
 from monai_ext.checkpoint import CheckpointError
 from monai_ext.data import PydicomSeriesReader
 from monai_ext.demo import write_dicom_ct_slice
 from monai_ext.io import atomic_save
+from PIL import Image
+from pydicom.uid import generate_uid
+from script_loader import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
@@ -199,6 +199,21 @@ def test_cli_and_checkpoint_errors(checkpoint, tmp_path, capsys):
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="bad.pt"):
         BundlePredictor(BUNDLE, checkpoint=str(tmp_path / "bad.pt"), config_files=DEMO)
+
+
+def test_cli_refuses_an_undecodable_dicom_in_one_line(checkpoint, tmp_path):
+    """pydicom's 12-bit JPEG Extended test file: one line naming the file and its transfer syntax, no traceback."""
+    dicom = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", "JPEG-lossy.dcm")
+    if not os.path.isfile(dicom):
+        pytest.skip(f"JPEG-lossy.dcm is not among the test files of pydicom {pydicom.__version__}")
+    cli = load_script("predict")
+    with pytest.raises(SystemExit) as refused:
+        cli.main(bundle_dir=BUNDLE, checkpoint=checkpoint, configs=DEMO, image=dicom, text=REPORT,
+                 output_dir=str(tmp_path))  # fmt: skip
+    message = str(refused.value)
+    assert message.startswith("predict: ImageReadError: ") and "\n" not in message
+    assert dicom in message and "JPEG Extended" in message
+    assert not os.listdir(tmp_path)
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(REPO, "bundles", "vlsanet", "configs")), reason="no VLSA-Net bundle")

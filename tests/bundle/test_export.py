@@ -9,7 +9,6 @@ import os
 
 import pytest
 import torch
-
 from monai_ext.bundle.export import ExportWrapper, example_inputs, export_bundle_model, run_onnx, run_torchscript
 from monai_ext.bundle.parser import bundle_parser, load_bundle_network
 from monai_ext.io import atomic_save

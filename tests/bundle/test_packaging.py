@@ -22,8 +22,6 @@ import torch
 import yaml
 from monai.apps.utils import HashCheckError
 from monai.bundle import download_large_files
-from PIL import Image
-
 from monai_ext.bundle.packaging import (
     bundle_requirements,
     check_weights_url,
@@ -37,6 +35,7 @@ from monai_ext.bundle.packaging import (
 from monai_ext.bundle.parser import bundle_parser
 from monai_ext.checkpoint import CheckpointError
 from monai_ext.io import atomic_save
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
@@ -46,11 +45,10 @@ GUARD_MESSAGE = "'monai_ext' not found: this bundle carries its own copy in <bun
 
 def hidden_repo_env() -> dict:
     """Environment for ``python -S``: site-packages given explicitly (their .pth files, among them the editable
-    install's finder, are not run), nothing from this repository."""
+    install's finder, are not run), none that holds this repository's package. Where an environment lives does not
+    matter (``.venv`` inside the checkout, ``<repo>-venv`` beside it): a folder is dropped for what it holds."""
     paths = [p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]
-    repo = os.path.realpath(REPO)
-    # Compared by path components: a virtual environment at <repo>-venv is not inside the repository.
-    paths = [p for p in paths if os.path.commonpath([os.path.realpath(p), repo]) != repo]
+    paths = [p for p in paths if not os.path.exists(os.path.join(p, "monai_ext"))]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update({"PYTHONPATH": os.pathsep.join(paths), "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1"})
     return env
@@ -92,6 +90,9 @@ def test_archive_content_manifest_and_exclusions(packaged):
     assert "tgcnet/scripts/monai_ext/clip_configs/monai-textseg-tiny-clip.json" in names  # package data too
     assert "tgcnet/models/model.pt" not in names and "models/model.pt" in result["skipped"]
     assert not any(n.startswith("tgcnet/eval/") or "__pycache__" in n for n in names)
+    # The demo overlays that load the package's aligned tiny CLIP stay out: the archive does not vendor those weights.
+    assert os.path.isfile(os.path.join(root, "tgcnet", "configs", "demo_kinds.json"))
+    assert "tgcnet/configs/demo.json" in names and not any("configs/demo_kinds" in n for n in names)
     assert verify_bundle_archive(result["archive"]) == []
     with zipfile.ZipFile(result["archive"]) as z:
         manifest = z.read("tgcnet/sha256sums.txt").decode().splitlines()
@@ -208,15 +209,15 @@ def test_bundled_code_needs_only_the_declared_packages():
     assert "open_clip" in vendored_requirements(code, {})["missing"]
 
 
-def test_hidden_repo_env_keeps_a_virtual_environment_beside_the_repository(monkeypatch, tmp_path):
+def test_hidden_repo_env_keeps_virtual_environments_inside_and_beside_the_repository(monkeypatch, tmp_path):
     repo = tmp_path / "monai-textseg"
     beside, inside = tmp_path / "monai-textseg-venv" / "site-packages", repo / ".venv" / "site-packages"
-    for path in (beside, inside):
+    installed = tmp_path / "other-venv" / "site-packages"  # a regular (non-editable) install of the package
+    for path in (beside, inside, installed / "monai_ext"):
         path.mkdir(parents=True)
-    monkeypatch.setitem(globals(), "REPO", str(repo))
-    monkeypatch.setattr(site, "getsitepackages", lambda: [str(beside), str(inside)])
+    monkeypatch.setattr(site, "getsitepackages", lambda: [str(beside), str(inside), str(installed)])
     monkeypatch.setattr(site, "getusersitepackages", lambda: str(tmp_path / "missing"))
-    assert hidden_repo_env()["PYTHONPATH"].split(os.pathsep) == [str(beside)]
+    assert hidden_repo_env()["PYTHONPATH"].split(os.pathsep) == [str(beside), str(inside)]
 
 
 def test_unpacked_bundle_runs_inference_without_this_repository(packaged, unpacked):
@@ -303,10 +304,11 @@ def test_started_elsewhere_without_monai_ext_the_archive_says_so_in_one_line(unp
 
 @pytest.fixture(scope="module")
 def demo_weights(tmp_path_factory):
-    """Trained weights as a user would ship them: a tiny-CLIP TGC-Net (configs/demo_inference.json) saved here."""
+    """Trained weights as a user would ship them (the state dict, as train.json's CheckpointSaver writes it): a
+    tiny-CLIP TGC-Net (configs/demo_inference.json) saved here."""
     path = tmp_path_factory.mktemp("weights") / "tgcnet_demo.pt"
     net = bundle_parser(BUNDLE, [DEMO_INFERENCE]).get_parsed_content("network_def")
-    atomic_save({"model": net.state_dict()}, str(path))
+    atomic_save(net.state_dict(), str(path))
     return path
 
 
@@ -404,9 +406,14 @@ def test_unusable_weights_or_urls_are_refused_before_anything_is_written(demo_we
     with pytest.raises(CheckpointError, match="corrupt"):
         package(str(garbage))
     other = tmp_path / "other.pt"
-    torch.save({"model": torch.nn.Linear(2, 2).state_dict()}, other)
+    torch.save(torch.nn.Linear(2, 2).state_dict(), other)
     with pytest.raises(CheckpointError, match="does not fit TGCNet.*another network"):
         package(str(other))
+    # The right weights under a key: the Zoo's ckpt_export (key_in_ckpt "") would find none of them.
+    wrapped = tmp_path / "wrapped.pt"
+    torch.save({"model": torch.load(demo_weights, weights_only=True), "epoch": 3}, wrapped)
+    with pytest.raises(CheckpointError, match=r"under a key of a checkpoint dict \(top-level keys: epoch, model\)"):
+        package(str(wrapped), check_network=False)
     with pytest.raises(ValueError, match="is empty"):
         package(str(demo_weights), "")
     with pytest.raises(ValueError, match="go together"):

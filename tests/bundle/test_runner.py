@@ -5,7 +5,6 @@ import json
 import os
 
 import pytest
-
 from monai_ext.bundle.runner import bundle_run_command, run_bundle
 
 

@@ -16,10 +16,9 @@ import re
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pydicom.data
 import pytest
 import torch
-from PIL import Image
-
 from monai_ext.checkpoint import CheckpointError
 from monai_ext.clip import TINY_CLIP_NAME
 from monai_ext.data import (
@@ -37,6 +36,7 @@ from monai_ext.demo import write_dicom_ct_slice
 from monai_ext.handlers import CheckedCheckpointLoader
 from monai_ext.text import ClipTokenized
 from monai_ext.text.tokenize import TextInputError
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(REPO, "bundles", "tgcnet", "configs")
@@ -103,6 +103,15 @@ def corrupt_png(tmp):
 
 def corrupt_dicom(tmp):
     path = _truncate(_dicom(tmp / "slice.dcm"))
+    return lambda: CheckedLoadImaged(keys="image")({"image": path}), path
+
+
+def dicom_no_decoder_reads(tmp):
+    """pydicom's 12-bit JPEG Extended test file: no decoder of pydicom reads its (malformed) JPEG stream, and without
+    the ``dicom`` extra none reads 12-bit JPEG at all; either way one line names the file and the transfer syntax."""
+    path = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", "JPEG-lossy.dcm")
+    if not os.path.isfile(path):
+        pytest.skip(f"JPEG-lossy.dcm is not among the test files of pydicom {pydicom.__version__}")
     return lambda: CheckedLoadImaged(keys="image")({"image": path}), path
 
 
@@ -260,6 +269,7 @@ CASES = [
     # id, case, error type, problem (regex), check of an accepted input
     ("corrupt_png", corrupt_png, ImageReadError, r"Cannot read image.*corrupt or truncated", None),
     ("corrupt_dicom", corrupt_dicom, ImageReadError, r"Cannot (read|decode).*DICOM|pixel data", None),
+    ("dicom_no_decoder_reads", dicom_no_decoder_reads, ImageReadError, r"Cannot decode pixel data .*transfer syntax JPEG Extended .*1\.2\.840\.10008\.1\.2\.4\.51", None),  # noqa: B950
     ("corrupt_nifti", corrupt_nifti, ImageReadError, r"Cannot read image.*corrupt or truncated", None),
     ("image_not_2d_or_3d", not_2d_or_3d, ImageReadError, r"spatial dimension\(s\), expected 2 or 3", None),
     ("image_4d_nifti", four_d_nifti, ImageReadError, r"is 4D: 2 volumes .*expected one 2D or 3D image", None),

@@ -18,7 +18,6 @@ import tokenize
 
 import pytest
 from monai.bundle import ConfigParser
-
 from monai_ext.clip import ALIGNED_TINY_CLIP_CHECKPOINT
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -5,7 +5,6 @@ import os
 
 import torch
 from monai.bundle import ConfigWorkflow
-
 from monai_ext.demo import make_chest_xray_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -6,10 +6,9 @@ import json
 import os
 
 import pytest
+from monai_ext.data import SkipFailedDataset
 from script_loader import load_script
 from torch.utils.data import DataLoader
-
-from monai_ext.data import SkipFailedDataset
 
 
 def test_stream_200_images_with_failures_bounded_memory(tmp_path):
@@ -51,7 +50,6 @@ def test_skip_failed_dataset_collects_failures(tmp_path, num_workers):
 @pytest.mark.parametrize("items, raises", [([1, 2, 3], False), ([3, 6], True)])
 def test_failure_report_fails_a_run_that_produced_nothing(tmp_path, items, raises):
     from ignite.engine import Engine
-
     from monai_ext.handlers import FailureReport
 
     dataset = SkipFailedDataset(items, transform=_square)
@@ -68,7 +66,6 @@ def test_failure_report_fails_a_run_that_produced_nothing(tmp_path, items, raise
 
 def test_item_progress_bar_counts_skipped_items_and_reaches_the_total():
     from ignite.engine import Engine, Events
-
     from monai_ext.handlers import ItemProgressBar
 
     dataset = SkipFailedDataset(list(range(1, 8)), transform=_square)  # 3 and 6 fail

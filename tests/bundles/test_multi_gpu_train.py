@@ -12,18 +12,18 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-
 from monai_ext.bundle.parser import bundle_parser
 from monai_ext.bundle.runner import bundle_run_command
 from monai_ext.demo import make_chest_xray_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")
-# The training handlers every rank runs, and those (logs, TensorBoard, progress bar; all of the validation's, with its
+# The training handlers every rank runs (each checks the label map: a rank that stopped alone would hang the others),
+# and those (logs, TensorBoard, progress bar; all of the validation's, with its
 # best-model saver) only rank 0 runs.
 SHARED_HANDLERS = {
     "tgcnet": ["ValidationHandler", "TrainerCheckpoint", "EpochSeeder"],
-    "vlsanet": ["ValidationHandler", "LrScheduleHandler", "TrainerCheckpoint", "EpochSeeder"],
+    "vlsanet": ["LabelMapCheck", "ValidationHandler", "LrScheduleHandler", "TrainerCheckpoint", "EpochSeeder"],
 }
 RANK0_HANDLERS = ["StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "LoaderWaitMonitor"]
 

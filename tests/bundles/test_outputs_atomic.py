@@ -11,10 +11,9 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 from monai.data import MetaTensor
-from PIL import Image
-
 from monai_ext.data import SafeSaveImaged, write_mask
 from monai_ext.demo import make_chest_xray_dataset
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")

@@ -13,16 +13,12 @@ import sys
 
 import pytest
 import torch
-
 from monai_ext.demo import make_chest_xray_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EPOCHS = 3
 # Per bundle: extra command-line overrides; VLSA-Net's demo config generates its fundus data on first use.
-BUNDLE_ARGS = {
-    "tgcnet": [],
-    "vlsanet": ["--demo_counts", "{'n_per_domain': 12, 'image_size': 64}", "--num_bases", "8"],
-}
+BUNDLE_ARGS = {"tgcnet": [], "vlsanet": ["--demo_counts", "{'n_per_domain': 12, 'image_size': 64}", "--num_bases", "8"]}
 
 
 def _run(tmp, data_dir, name, *extra_configs, resume=False, bundle="tgcnet", gpu=False):
@@ -113,7 +109,6 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, chest_data_dir, bundle
 
 def test_resume_without_checkpoint_starts_from_scratch_and_bad_checkpoint_is_refused(tmp_path):
     from ignite.engine import Engine
-
     from monai_ext.checkpoint import CheckpointError
     from monai_ext.handlers import TrainerCheckpoint
 
@@ -141,7 +136,6 @@ def test_a_resumed_warmup_cosine_schedule_continues_and_a_switched_off_one_is_le
     from ignite.engine import Engine, Events
     from monai.handlers import LrScheduleHandler
     from monai.optimizers import WarmupCosineSchedule
-
     from monai_ext.handlers import TrainerCheckpoint
 
     def run(max_epochs, folder):
@@ -167,7 +161,6 @@ def test_a_resumed_warmup_cosine_schedule_continues_and_a_switched_off_one_is_le
 def test_amp_loss_scale_survives_a_resume(tmp_path):
     """A MONAI trainer with amp=True keeps its GradScaler in ``engine.scaler``; resuming must not reset the scale."""
     from ignite.engine import Engine
-
     from monai_ext.handlers import TrainerCheckpoint
 
     def run(max_epochs, lower_scale):
@@ -194,7 +187,6 @@ def test_epoch_seeder_makes_each_epoch_a_function_of_seed_and_epoch():
     from ignite.engine import Engine, Events
     from monai.data import DataLoader
     from monai.transforms import Compose, RandGaussianNoise
-
     from monai_ext.handlers import EpochSeeder
 
     def run(start_epoch, warmup_draws):

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigWorkflow
-from PIL import Image
-
 from monai_ext.bundle.export import check_ckpt_export
 from monai_ext.demo import make_chest_xray_dataset
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUNDLE = os.path.join(REPO, "bundles", "tgcnet")

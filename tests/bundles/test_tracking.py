@@ -4,7 +4,6 @@ import os
 
 import mlflow
 from monai.bundle import ConfigWorkflow
-
 from monai_ext.demo import make_chest_xray_dataset
 
 CONFIGS = os.path.join(

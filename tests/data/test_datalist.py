@@ -7,7 +7,6 @@ import os
 
 import pytest
 from monai.transforms import Compose
-
 from monai_ext.data import DatasetValidationError, RandomTextd, load_text_datalist, write_text_datalist
 
 

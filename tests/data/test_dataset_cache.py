@@ -8,7 +8,6 @@ import torch
 from monai.bundle import ConfigParser
 from monai.data import CacheDataset
 from monai.utils import set_determinism
-
 from monai_ext.demo import make_chest_xray_dataset, make_fundus_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -6,8 +6,6 @@ import os
 import nibabel as nib
 import numpy as np
 import pytest
-from PIL import Image
-
 from monai_ext.data import (
     LABEL_MAPS,
     MSCMRSEG_LABEL_MAP,
@@ -20,6 +18,7 @@ from monai_ext.data import (
     sample_label_files,
 )
 from monai_ext.demo import make_cardiac_dataset, make_demo_data, make_fundus_dataset
+from PIL import Image
 
 SIZE = 64
 

@@ -11,8 +11,6 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-
 from monai_ext.data import (
     DatasetValidationError,
     find_lvit_text_table,
@@ -20,6 +18,7 @@ from monai_ext.data import (
     load_text_datalist,
     validate_lvit_split,
 )
+from PIL import Image
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))

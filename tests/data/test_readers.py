@@ -8,9 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 from monai.transforms import LoadImage
-from PIL import Image
-from pydicom.uid import generate_uid
-
 from monai_ext.data import (
     CheckedLoadImage,
     CheckedLoadImaged,
@@ -20,6 +17,8 @@ from monai_ext.data import (
     ShapeMismatchError,
 )
 from monai_ext.demo import write_dicom_ct_slice
+from PIL import Image
+from pydicom.uid import generate_uid
 
 
 def write_dicom_series(

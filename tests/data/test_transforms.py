@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-
 from monai_ext.data import BinarizeMask, BinarizeMaskd, LabelValueError, ValidateLabelValues, ValidateLabelValuesd
 
 

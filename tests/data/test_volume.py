@@ -8,9 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from test_readers import LPS_TO_RAS, write_dicom_series
-
 from monai_ext.data import CheckedLoadImaged, ShapeMismatchError, expand_volume_records, slice_volume, stack_slices
+from test_readers import LPS_TO_RAS, write_dicom_series
 
 
 def _oblique_affine():

@@ -7,9 +7,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 from monai.transforms import LoadImaged, MapLabelValued
-from scipy import ndimage
-
 from monai_ext.demo import CARDIAC_DOMAINS, MSCMRSEG_LABEL_MAP, make_cardiac_dataset
+from scipy import ndimage
 
 SIZE, SLICES, N = 64, 3, 3
 SPACING = (1.5, 1.5, 10.0)

@@ -7,10 +7,9 @@ import os
 import numpy as np
 import pytest
 from lvit_files import assert_lvit_tables, read_png, tree_bytes
+from monai_ext.demo import LUNG_ZONES, compose_report, make_chest_xray_dataset, mask_for_zones, parse_report_zones
 from PIL import Image
 from scipy import ndimage
-
-from monai_ext.demo import LUNG_ZONES, compose_report, make_chest_xray_dataset, mask_for_zones, parse_report_zones
 
 SIZE = 64
 

@@ -9,8 +9,6 @@ import os
 import numpy as np
 import pytest
 from lvit_files import assert_lvit_tables, read_png, tree_bytes
-from PIL import Image
-
 from monai_ext.demo import (
     CAPTION_APPEARANCE,
     CORPUS_SOURCES,
@@ -30,6 +28,7 @@ from monai_ext.demo import (
     sample_rng,
 )
 from monai_ext.text import MedicalKnowledgeBase
+from PIL import Image
 
 SIZE = 64
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

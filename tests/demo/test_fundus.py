@@ -7,10 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from monai.data import load_decathlon_datalist
+from monai_ext.demo import FUNDUS_DOMAINS, make_fundus_dataset, render_fundus, sample_rng
 from PIL import Image
 from scipy import ndimage
-
-from monai_ext.demo import FUNDUS_DOMAINS, make_fundus_dataset, render_fundus, sample_rng
 
 SIZE = 128
 N = 4

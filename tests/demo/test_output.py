@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from monai_ext.demo import MARKER_FILE, chest_xray, make_cardiac_dataset, make_chest_xray_dataset, make_fundus_dataset
 
 TINY = dict(n_train=1, n_val=0, n_test=0, image_size=32)

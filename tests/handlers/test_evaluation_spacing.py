@@ -10,10 +10,9 @@ import torch
 from ignite.engine import Engine
 from monai.bundle import ConfigParser
 from monai.transforms import Compose, LoadImaged, Resized
-from PIL import Image
-
 from monai_ext.data import RecordSpacingd
 from monai_ext.handlers import SegmentationReportWriter
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -8,7 +8,6 @@ import time
 import pytest
 import torch
 from ignite.engine import Engine
-
 from monai_ext.handlers import LoaderWaitMonitor
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

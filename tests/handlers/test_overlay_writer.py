@@ -1,9 +1,8 @@
 import numpy as np
 import torch
 from ignite.engine import Engine
-from PIL import Image
-
 from monai_ext.handlers import OverlayWriter
+from PIL import Image
 
 
 def _engine_with(image: torch.Tensor) -> Engine:

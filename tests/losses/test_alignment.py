@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from monai_ext.losses.alignment import PixelTextAlignmentLoss, downsample_label_majority
 
 

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser
 from monai.losses import DiceCELoss
-
 from monai_ext.losses import AuxiliaryOutputLoss, DiceBCELoss, PixelTextAlignmentLoss, SimilarityMapLoss
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

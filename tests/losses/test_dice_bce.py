@@ -1,7 +1,6 @@
 import pytest
 import torch
 from monai.losses import DiceLoss
-
 from monai_ext.losses import DiceBCELoss
 
 

@@ -1,5 +1,4 @@
 import pytest
-
 from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
 
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from monai_ext.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder, default_layer_indices
 

@@ -7,7 +7,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-
 from monai_ext.networks.blocks.em_aggregation import EMAggregation
 
 

@@ -3,7 +3,6 @@ train, and that text padding is masked."""
 
 import pytest
 import torch
-
 from monai_ext.clip import TINY_CLIP_NAME
 from monai_ext.losses import DiceBCELoss
 from monai_ext.networks.nets import GuideDecoderNet

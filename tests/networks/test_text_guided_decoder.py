@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from monai_ext.networks.blocks.text_guided_decoder import TextGuidedPixelDecoder
 
 

@@ -3,7 +3,6 @@ switches."""
 
 import pytest
 import torch
-
 from monai_ext.clip import TINY_CLIP_NAME
 from monai_ext.losses import AuxiliaryOutputLoss, SimilarityMapLoss
 from monai_ext.networks.nets.tgcnet import TGCNet

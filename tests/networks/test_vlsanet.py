@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from monai.data import decollate_batch
 from monai.losses import DiceCELoss
-
 from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
 from monai_ext.losses import AuxiliaryOutputLoss, PixelTextAlignmentLoss
 from monai_ext.networks.nets.vlsanet import VLSANet, load_class_prompts

@@ -6,11 +6,10 @@ import json
 import os
 
 import torch
+from monai_ext.clip import ALIGNED_TINY_CLIP_CHECKPOINT
 from PIL import Image
 from safetensors.torch import load_file
 from script_loader import load_script
-
-from monai_ext.clip import ALIGNED_TINY_CLIP_CHECKPOINT
 
 
 def test_quick_start_trains_on_demo_v2_and_compares_reports(tmp_path):

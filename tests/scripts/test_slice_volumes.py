@@ -7,10 +7,9 @@ import os
 import nibabel as nib
 import pytest
 from monai.bundle import ConfigParser
-from script_loader import load_script
-
 from monai_ext.data import ImageReadError
 from monai_ext.demo import make_cardiac_dataset
+from script_loader import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from monai_ext.text import TextEmbeddingCache
 
 

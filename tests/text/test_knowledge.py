@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from monai_ext.clip import TINY_CLIP_NAME
 from monai_ext.text import AddKnowledged, ClipTokenized, KnowledgeBaseError, MedicalKnowledgeBase
 

@@ -8,11 +8,10 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from PIL import Image
-
 from monai_ext.clip import get_clip_tokenizer
 from monai_ext.data import inference_records
 from monai_ext.text import SidecarReportd, sidecar_report_path
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = "monai-textseg-tiny-clip"

@@ -4,7 +4,6 @@ import logging
 
 import pytest
 import torch
-
 from monai_ext.clip import TINY_CLIP_NAME, get_clip_tokenizer
 from monai_ext.text import ClipTokenize, ClipTokenized, HFTokenize, HFTokenized, TextInputError
 

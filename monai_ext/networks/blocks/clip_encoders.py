@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from open_clip.transformer import VisionTransformer, text_global_pool
-
 from monai_ext.text.cache import TextEmbeddingCache
+from open_clip.transformer import VisionTransformer, text_global_pool
 
 __all__ = ["ClipImageEncoder", "ClipTextEncoder", "default_layer_indices"]
 
@@ -99,15 +97,15 @@ class ClipImageEncoder(nn.Module):
             self.visual.eval()
         return self
 
-    def _positional_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
+    def _positional_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
         pos = self.visual.positional_embedding
-        if tuple(grid) == tuple(self.visual.grid_size):
+        old_h, old_w = self.visual.grid_size
+        if grid_h == old_h and grid_w == old_w:
             return pos
         cls_pos, patch_pos = pos[:1], pos[1:]
-        old_h, old_w = self.visual.grid_size
         patch_pos = patch_pos.reshape(1, old_h, old_w, -1).permute(0, 3, 1, 2)
-        patch_pos = F.interpolate(patch_pos.float(), size=grid, mode="bicubic", align_corners=False)
-        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1).to(pos.dtype)
+        patch_pos = F.interpolate(patch_pos.float(), size=[grid_h, grid_w], mode="bicubic", align_corners=False)
+        patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(grid_h * grid_w, -1).to(pos.dtype)
         return torch.cat([cls_pos, patch_pos], dim=0)
 
     def _encode(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -117,7 +115,7 @@ class ClipImageEncoder(nn.Module):
         batch, width, grid_h, grid_w = x.shape
         x = x.flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).expand(batch, 1, -1)
-        x = torch.cat([cls, x], dim=1) + self._positional_embedding((grid_h, grid_w)).to(x.dtype)
+        x = torch.cat([cls, x], dim=1) + self._positional_embedding(grid_h, grid_w).to(x.dtype)
         x = visual.ln_pre(visual.patch_dropout(x))
         # open_clip takes 0-based block indices.
         x, intermediates = visual.transformer.forward_intermediates(x, indices=[i - 1 for i in self.layer_indices])
@@ -129,7 +127,7 @@ class ClipImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"ClipImageEncoder expects images [B, 1 or 3, H, W], got shape {tuple(images.shape)}.")
+            raise ValueError(f"ClipImageEncoder expects images [B, 1 or 3, H, W], got shape {list(images.shape)}.")
         height, width = images.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(
@@ -138,8 +136,13 @@ class ClipImageEncoder(nn.Module):
             )
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
-        with torch.no_grad() if self.frozen else nullcontext():
-            return self._encode(images)
+        # Branches instead of nullcontext (TorchScript has none), no early return (TorchScript fails on one before a with).
+        if self.frozen:
+            with torch.no_grad():
+                maps, embedding = self._encode(images)
+        else:
+            maps, embedding = self._encode(images)
+        return maps, embedding
 
 
 class ClipTextEncoder(nn.Module):
@@ -225,7 +228,7 @@ class ClipTextEncoder(nn.Module):
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         if self.text_projection is None:
             return x
-        if isinstance(self.text_projection, nn.Module):
+        if isinstance(self.text_projection, nn.Linear):  # open_clip's projection: a Linear, a matrix or None
             return self.text_projection(x)
         return x @ self.text_projection
 
@@ -245,7 +248,7 @@ class ClipTextEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         if tokens.ndim != 2 or tokens.dtype not in (torch.int32, torch.int64):
             raise ValueError(
-                f"ClipTextEncoder expects integer tokens [B, L], got shape {tuple(tokens.shape)} dtype {tokens.dtype}."
+                f"ClipTextEncoder expects integer tokens [B, L], got shape {list(tokens.shape)} dtype {tokens.dtype}."
             )
         if tokens.shape[1] != self.context_length:
             raise ValueError(
@@ -255,14 +258,22 @@ class ClipTextEncoder(nn.Module):
         tokens = tokens.long()
         padding_mask = tokens == 0
         if not self.frozen:
-            return (*self._encode(tokens), padding_mask)
+            features, projected, pooled = self._encode(tokens)
+        elif torch.jit.is_scripting():  # TorchScript keeps no cache: every batch is encoded
+            with torch.no_grad():
+                features, projected, pooled = self._encode(tokens)
+        else:
+            features, projected, pooled = self._encode_frozen(tokens)
+        return features, projected, pooled, padding_mask
+
+    @torch.jit.unused
+    def _encode_frozen(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             if self.cache is None:
-                return (*self._encode(tokens), padding_mask)
+                return self._encode(tokens)
             device_type = tokens.device.type
             autocast_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
             # Inference-mode tensors cannot enter autograd later, so they are cached apart from no_grad ones.
             encoder_id = (self._cache_id, str(tokens.device), str(autocast_dtype), torch.is_inference_mode_enabled())
             keys = [TextEmbeddingCache.make_key(encoder_id, row) for row in tokens]
-            features = self.cache.get_or_compute(keys, lambda missing: self._encode_one_by_one(tokens[missing]))
-        return (*features, padding_mask)
+            return self.cache.get_or_compute(keys, lambda missing: self._encode_one_by_one(tokens[missing]))

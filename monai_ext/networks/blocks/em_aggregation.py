@@ -8,7 +8,6 @@ before they are matched with text.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
@@ -111,37 +110,60 @@ class EMAggregation(nn.Module):
         weights = assignments / (1e-6 + assignments.sum(dim=1, keepdim=True))
         return F.normalize(torch.bmm(features, weights), dim=1)
 
-    @torch.no_grad()
     def _update_bases(self, bases: torch.Tensor) -> None:
-        batch_mean = bases.detach().float().mean(dim=0, keepdim=True)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(batch_mean, op=dist.ReduceOp.SUM)
-            batch_mean /= dist.get_world_size()
-        updated = self.momentum * self.bases + (1.0 - self.momentum) * batch_mean.to(self.bases.dtype)
-        self.bases.copy_(F.normalize(updated, dim=1))
+        with torch.no_grad():
+            batch_mean = bases.detach().float().mean(dim=0, keepdim=True)
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                dist.all_reduce(batch_mean, op=dist.ReduceOp.SUM)
+                batch_mean /= dist.get_world_size()
+            updated = self.momentum * self.bases + (1.0 - self.momentum) * batch_mean.to(self.bases.dtype)
+            self.bases.copy_(F.normalize(updated, dim=1))
+
+    def _iterate(self, features: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.iterations):
+            bases = self._m_step(features, self._e_step(features, bases))
+        return bases
+
+    def _expectation_maximization(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """features [B, C, *spatial] -> final bases [B, C, K], responsibilities [B, N, K], reconstruction [B, C, N]."""
+        flat = features.flatten(2).float()
+        # A copy: the buffer is updated in place after the graph has used these values.
+        bases = self.bases.to(torch.float32, copy=True).expand(features.shape[0], -1, -1)
+        # Branches instead of nullcontext, which TorchScript lacks.
+        if self.truncate_gradient:
+            with torch.no_grad():
+                bases = self._iterate(flat, bases)
+        else:
+            bases = self._iterate(flat, bases)
+        assignments = self._e_step(flat, bases)
+        return bases, assignments, torch.bmm(bases, assignments.transpose(1, 2))
 
     def forward(
         self, x: torch.Tensor, return_assignments: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if x.ndim < 3 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"EMAggregation expects [B, {self.in_channels}, *spatial] input, got shape {tuple(x.shape)}."
-            )
-        batch = x.shape[0]
-        features = self.conv_in(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            flat = features.flatten(2).float()
-            # A copy: the buffer is updated in place below, after the graph has used these values.
-            bases = self.bases.to(torch.float32, copy=True).expand(batch, -1, -1)
-            with torch.no_grad() if self.truncate_gradient else nullcontext():
-                for _ in range(self.iterations):
-                    bases = self._m_step(flat, self._e_step(flat, bases))
-            assignments = self._e_step(flat, bases)
-            reconstruction = torch.bmm(bases, assignments.transpose(1, 2))
-        reconstruction = F.relu(reconstruction.to(features.dtype).reshape(features.shape))
-        out = F.relu(x + self.conv_out(reconstruction))
-        if self.training:
-            self._update_bases(bases)
+        out, assignments, bases = self.aggregate(x)
         if return_assignments:
             return out, assignments, bases
         return out
+
+    @torch.jit.export
+    def aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``forward(x, return_assignments=True)`` with a single return type (for TorchScript callers)."""
+        if x.ndim < 3 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"EMAggregation expects [B, {self.in_channels}, *spatial] input, got shape {list(x.shape)}."
+            )
+        features = self.conv_in(x)
+        if torch.jit.is_scripting():  # TorchScript's autocast needs a constant device: float32 by the casts alone
+            bases, assignments, reconstruction = self._expectation_maximization(features)
+        else:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                bases, assignments, reconstruction = self._expectation_maximization(features)
+        reconstruction = F.relu(reconstruction.to(features.dtype).reshape(features.shape))
+        out = F.relu(x + self.conv_out(reconstruction))
+        if self.training:
+            if torch.jit.is_scripting():  # the update uses torch.distributed; TorchScript is for inference
+                raise RuntimeError("A scripted EMAggregation runs in eval mode only: train the eager module.")
+            else:
+                self._update_bases(bases)
+        return out, assignments, bases

@@ -112,7 +112,7 @@ class TextGuidedPixelDecoder(nn.Module):
                 f"num_classes and text_dim must be >= 1 and logit_scale_init > 0, got {num_classes}, {text_dim}, "
                 f"{logit_scale_init}."
             )
-        self.in_channels = tuple(in_channels)
+        self.in_channels = list(in_channels)
         self.num_classes = num_classes
         self.text_dim = text_dim
         self.laterals = nn.ModuleList(
@@ -129,39 +129,43 @@ class TextGuidedPixelDecoder(nn.Module):
         self.pixel_embedding = nn.Conv2d(channels, text_dim, kernel_size=1)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
 
-    def _check_inputs(self, features: Sequence[torch.Tensor], class_embeddings: torch.Tensor) -> torch.Tensor:
+    def _check_inputs(self, features: list[torch.Tensor], class_embeddings: torch.Tensor) -> torch.Tensor:
         if len(features) != len(self.in_channels):
             raise ValueError(f"Expected {len(self.in_channels)} feature levels, got {len(features)}.")
-        for i, (feat, ch) in enumerate(zip(features, self.in_channels)):
-            if feat.ndim != 4 or feat.shape[1] != ch:
-                raise ValueError(f"Feature level {i} must be [B, {ch}, H, W], got shape {tuple(feat.shape)}.")
+        for i, feat in enumerate(features):
+            if feat.ndim != 4 or feat.shape[1] != self.in_channels[i]:
+                raise ValueError(
+                    f"Feature level {i} must be [B, {self.in_channels[i]}, H, W], got shape {list(feat.shape)}."
+                )
         batch = features[0].shape[0]
         if class_embeddings.ndim == 2:
             class_embeddings = class_embeddings.unsqueeze(0).expand(batch, -1, -1)
-        if class_embeddings.shape[-2:] != (self.num_classes, self.text_dim) or class_embeddings.shape[0] != batch:
+        if class_embeddings.ndim != 3 or list(class_embeddings.shape) != [batch, self.num_classes, self.text_dim]:
             raise ValueError(
                 f"class_embeddings must be [{self.num_classes}, {self.text_dim}] or "
-                f"[{batch}, {self.num_classes}, {self.text_dim}], got {tuple(class_embeddings.shape)}."
+                f"[{batch}, {self.num_classes}, {self.text_dim}], got {list(class_embeddings.shape)}."
             )
         return class_embeddings
 
     def forward(
-        self,
-        features: Sequence[torch.Tensor],
-        class_embeddings: torch.Tensor,
-        output_size: Sequence[int] | None = None,
+        self, features: list[torch.Tensor], class_embeddings: torch.Tensor, output_size: list[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         text = self._check_inputs(features, class_embeddings)
-        x = self.text_attention(self.laterals[-1](features[-1]), text)
-        for level in range(len(features) - 2, -1, -1):
-            lateral = self.laterals[level](features[level])
+        laterals: list[torch.Tensor] = []
+        for level, project in enumerate(self.laterals):
+            laterals.append(project(features[level]))
+        x = self.text_attention(laterals[-1], text)
+        # Deep to shallow. TorchScript indexes a ModuleList by constants only, and calls the blocks of a reversed one
+        # by their forward only.
+        for step, smooth in enumerate(self.smooth[::-1]):
+            lateral = laterals[len(laterals) - 2 - step]
             x = F.interpolate(x, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
-            x = self.smooth[level](lateral + x)
+            x = smooth.forward(lateral + x)
         pixel_embeddings = self.pixel_embedding(x)
         cosine = torch.einsum(
             "bdhw,bkd->bkhw", F.normalize(pixel_embeddings, dim=1), F.normalize(text.to(pixel_embeddings.dtype), dim=2)
         )
         logits = self.conv_head(x) + self.logit_scale.clamp(max=math.log(100.0)).exp() * cosine
-        if output_size is not None and tuple(logits.shape[-2:]) != tuple(output_size):
-            logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear", align_corners=False)
+        if output_size is not None and list(logits.shape[-2:]) != list(output_size):
+            logits = F.interpolate(logits, size=list(output_size), mode="bilinear", align_corners=False)
         return logits, pixel_embeddings

@@ -45,7 +45,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-
 from monai_ext.clip import create_clip, get_clip_tokenizer
 from monai_ext.networks.blocks import ClipTextEncoder, ResidualEncoder, SkipUpBlock
 from monai_ext.networks.utils import count_parameters, match_batch

@@ -25,7 +25,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
-
 from monai_ext.clip import create_clip, get_clip_tokenizer
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
 from monai_ext.networks.blocks.conv_unet import ResidualEncoder, SkipUpBlock
@@ -120,7 +119,13 @@ class TGCNet(nn.Module):
         outputs = net.train()(image, tokens)  # {"pred": [1, 1, 224, 224], "similarity": [1, 1, 14, 14]}
         loss_fn = AuxiliaryOutputLoss(DiceBCELoss(), SimilarityMapLoss(), weight=0.1, aux_keys=["similarity"])
         loss = loss_fn(outputs, label)
+
+    TorchScript: ``torch.jit.script`` compiles the network (the Model Zoo's ``ckpt_export``); the switches are
+    constants of the compiled module, and a scripted network encodes the text of every batch (no cache).
     """
+
+    # Switches TorchScript compiles as constants, so that the branch of a part a switch leaves out is not compiled.
+    __constants__ = ["use_cnn_branch", "use_knowledge", "use_vlcm"]
 
     def __init__(
         self,
@@ -218,10 +223,7 @@ class TGCNet(nn.Module):
         return sequence, torch.cat(pads, dim=1), self.text_adapter(report_pooled)
 
     def forward(
-        self,
-        image: torch.Tensor,
-        text_tokens: torch.Tensor | None = None,
-        knowledge_tokens: torch.Tensor | None = None,
+        self, image: torch.Tensor, text_tokens: torch.Tensor | None = None, knowledge_tokens: torch.Tensor | None = None
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         if image.shape[1] == 1:
             image = image.expand(-1, 3, -1, -1)
@@ -234,15 +236,19 @@ class TGCNet(nn.Module):
             knowledge_tokens = match_batch(knowledge_tokens.to(device=image.device, dtype=torch.long), image.shape[0])
 
         vit_maps, _ = self.image_encoder(image)
-        scales = []
+        scales: list[torch.Tensor] = []
+        for level, proj in enumerate(self.vit_projections):
+            size = [
+                image.shape[-2] >> (level + 1),
+                image.shape[-1] >> (level + 1),
+            ]  # 1/2, 1/4, ... (int in TorchScript)
+            feat = F.interpolate(proj(vit_maps[level].to(image.dtype)), size=size, mode="bilinear", align_corners=False)
+            scales.append(feat)
+        cnn_maps: list[torch.Tensor] = []
         if self.use_cnn_branch:
             cnn_maps = self.structure_branch(image)
-        for level, (proj, vit_map) in enumerate(zip(self.vit_projections, vit_maps)):
-            size = (image.shape[-2] // 2 ** (level + 1), image.shape[-1] // 2 ** (level + 1))
-            feat = F.interpolate(proj(vit_map.to(image.dtype)), size=size, mode="bilinear", align_corners=False)
-            if self.use_cnn_branch:
-                feat = self.fusions[level](torch.cat([feat, cnn_maps[level + 1]], dim=1))
-            scales.append(feat)
+            for level, fusion in enumerate(self.fusions):
+                scales[level] = fusion(torch.cat([scales[level], cnn_maps[level + 1]], dim=1))
 
         deepest = scales[-1]
         pixels = self.pixel_to_clip(deepest)
@@ -250,16 +256,17 @@ class TGCNet(nn.Module):
         pixels = pixels.flatten(2).transpose(1, 2)
         text_seq, text_pad, report_pooled = self._text_sequence(text_tokens, knowledge_tokens)
         text_seq = text_seq.to(pixels.dtype)
+        similarity: torch.Tensor | None = None
         if self.use_vlcm:
             pixels, similarity = self.calibration(pixels, text_seq, text_pad)
             similarity = similarity.reshape(batch, 1, height, width)
         else:
             scale, shift = self.film(report_pooled.to(pixels.dtype)).chunk(2, dim=-1)
             pixels = pixels * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
-            similarity = None
         x = deepest + self.clip_to_pixel(pixels.transpose(1, 2).reshape(batch, dim, height, width))
 
-        for block, skip in zip(self.up_blocks, reversed(scales[:-1])):
+        for level, block in enumerate(self.up_blocks):
+            skip = scales[len(scales) - 2 - level]  # the next finer scale
             if similarity is not None:
                 gate = torch.sigmoid(
                     F.interpolate(similarity, size=skip.shape[-2:], mode="bilinear", align_corners=False)

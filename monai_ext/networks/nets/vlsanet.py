@@ -30,7 +30,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
-
 from monai_ext.clip import TINY_CLIP_NAME, create_clip, get_clip_tokenizer
 from monai_ext.networks.blocks.clip_encoders import ClipImageEncoder, ClipTextEncoder
 from monai_ext.networks.blocks.em_aggregation import EMAggregation
@@ -157,7 +156,14 @@ class VLSANet(nn.Module):
             aux_keys=["pixel_embeddings", "class_embeddings"],
         )
         loss = loss_fn(outputs, label)
+
+    TorchScript: ``torch.jit.script`` compiles the network in eval mode (the Model Zoo's ``ckpt_export``); the
+    switches are constants of the compiled module, and a scripted network encodes the class prompts in every forward
+    (no cache).
     """
+
+    # Switches TorchScript compiles as constants, so that the branch of a part a switch leaves out is not compiled.
+    __constants__ = ["use_em", "use_text"]
 
     def __init__(
         self,
@@ -237,7 +243,7 @@ class VLSANet(nn.Module):
             self.register_buffer("prompt_tokens", self._tokenize_prompts(), persistent=False)
         else:
             self.learned_class_embeddings = nn.Parameter(torch.randn(self.num_classes, embed_dim) * embed_dim**-0.5)
-        self._class_embedding_cache: dict[tuple, torch.Tensor] = {}
+        self._class_embedding_cache = {}  # (device, inference mode) -> class embeddings
         self.register_load_state_dict_post_hook(VLSANet._clear_text_caches)
 
     @staticmethod
@@ -310,7 +316,7 @@ class VLSANet(nn.Module):
         pooled = self.text_encoder(flat[present])[2].float()
         embeddings = pooled.new_zeros(flat.shape[0], pooled.shape[-1])
         embeddings[present] = F.normalize(pooled, dim=-1)
-        return F.normalize(embeddings.reshape(*tokens.shape[:-1], -1).sum(dim=-2), dim=-1)
+        return F.normalize(embeddings.reshape(list(tokens.shape[:-1]) + [-1]).sum(dim=-2), dim=-1)
 
     def _check_text_tokens(self, text_tokens: torch.Tensor, batch: int) -> torch.Tensor:
         if text_tokens.dtype not in (torch.int32, torch.int64):
@@ -320,7 +326,7 @@ class VLSANet(nn.Module):
         if text_tokens.ndim not in (3, 4) or text_tokens.shape[-3] != self.num_classes:
             raise ValueError(
                 f"text_tokens must be [K, L], [K, P, L] or [B, K, P, L] with K = {self.num_classes} classes "
-                f"({self.class_names}); got shape {tuple(text_tokens.shape)}."
+                f"({self.class_names}); got shape {list(text_tokens.shape)}."
             )
         if text_tokens.ndim == 4 and text_tokens.shape[0] not in (1, batch):
             raise ValueError(f"text_tokens hold prompts for {text_tokens.shape[0]} images but the batch has {batch}.")
@@ -330,22 +336,30 @@ class VLSANet(nn.Module):
         """Class embeddings ``[K, D]`` (``[B, K, D]`` for per-image ``text_tokens``) in the CLIP embedding space.
 
         Embeddings of the built-in class prompts from a frozen text encoder are computed once per device (and per
-        inference-mode state, whose tensors cannot enter autograd later) in float32, then reused.
+        inference-mode state, whose tensors cannot enter autograd later) in float32, then reused; a scripted network
+        (TorchScript) keeps no cache and encodes them in every forward.
         """
+        # if/else throughout: TorchScript compiles only the branch of the use_text constant that the network has.
         if not self.use_text:
             if text_tokens is not None:
                 raise ValueError(
                     "This VLSANet was built with use_text=False (learned class embeddings): no text_tokens."
                 )
             return self.learned_class_embeddings
-        if text_tokens is not None:
-            tokens = self._check_text_tokens(text_tokens.to(self.prompt_tokens.device), batch)
-            with torch.autocast(self.prompt_tokens.device.type, enabled=False):
-                return self._encode_prompts(tokens)
+        else:
+            if text_tokens is not None:
+                tokens = self._check_text_tokens(text_tokens.to(self.prompt_tokens.device), batch)
+                return self._encode_prompts_float32(tokens)
+            if torch.jit.is_scripting():
+                return self._encode_prompts_float32(self.prompt_tokens)
+            else:
+                return self._cached_class_embeddings(batch)
+
+    def _cached_class_embeddings(self, batch: int) -> torch.Tensor:
         cacheable = self.freeze_clip is not False
         if cacheable and torch.jit.is_tracing():
-            # TorchScript export (ckpt_export): the frozen prompt embeddings become a constant of the traced graph.
-            # Computing them with tracing paused keeps every trace identical, whether or not they were cached.
+            # Traced export (ONNX, ckpt_export with use_trace): the frozen prompt embeddings become a constant of the
+            # graph. Computing them with tracing paused keeps every trace identical, whether or not they were cached.
             tracing_state = torch._C._get_tracing_state()
             torch._C._set_tracing_state(None)
             try:
@@ -355,38 +369,48 @@ class VLSANet(nn.Module):
         key = (str(self.prompt_tokens.device), torch.is_inference_mode_enabled())
         if cacheable and key in self._class_embedding_cache:
             return self._class_embedding_cache[key]
-        with torch.autocast(self.prompt_tokens.device.type, enabled=False):
-            embeddings = self._encode_prompts(self.prompt_tokens)
+        embeddings = self._encode_prompts_float32(self.prompt_tokens)
         if cacheable:
             self._class_embedding_cache[key] = embeddings
         return embeddings
+
+    def _encode_prompts_float32(self, tokens: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():  # TorchScript's autocast needs a constant device type; scripted runs are float32
+            return self._encode_prompts(tokens)
+        else:
+            with torch.autocast(tokens.device.type, enabled=False):
+                return self._encode_prompts(tokens)
 
     def forward(
         self, image: torch.Tensor, text_tokens: torch.Tensor | None = None
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         if image.ndim != 4 or image.shape[1] not in (1, 3):
-            raise ValueError(f"VLSANet expects images [B, 1 or 3, H, W], got shape {tuple(image.shape)}.")
+            raise ValueError(f"VLSANet expects images [B, 1 or 3, H, W], got shape {list(image.shape)}.")
         rgb = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
         taps, _ = self.image_encoder(rgb)
-        levels = [block(tap.to(image.dtype)) for block, tap in zip(self.reassemble, taps)]
-        assignments = bases = None
+        levels: list[torch.Tensor] = []
+        for level, block in enumerate(self.reassemble):
+            levels.append(block(taps[level].to(image.dtype)))
+        assignments: torch.Tensor | None = None
+        bases: torch.Tensor | None = None
         if self.use_em:
-            levels[-1], assignments, bases = self.aggregation(levels[-1], return_assignments=True)
+            aggregated, assignments, bases = self.aggregation.aggregate(levels[-1])
+            levels[-1] = aggregated
         stem_half = self.stem[0](rgb)
         stem_quarter = self.stem[1](stem_half)
         class_embeddings = self.class_embeddings(text_tokens, batch=image.shape[0])
         if class_embeddings.ndim == 3 and class_embeddings.shape[0] == 1:
             class_embeddings = class_embeddings[0]
         logits, pixel_embeddings = self.decoder(
-            [stem_half, stem_quarter, *levels], class_embeddings, output_size=image.shape[-2:]
+            [stem_half, stem_quarter] + levels, class_embeddings, output_size=image.shape[-2:]
         )
         if not (self.training and self.return_auxiliary):
             return logits
-        outputs = {
+        outputs: dict[str, torch.Tensor] = {
             "pred": logits,
             "pixel_embeddings": pixel_embeddings,
             "class_embeddings": class_embeddings.expand(image.shape[0], -1, -1),
         }
-        if self.use_em:
+        if assignments is not None and bases is not None:  # with EM
             outputs["em_assignments"], outputs["em_bases"] = assignments, bases
         return outputs
