@@ -315,7 +315,7 @@ def _plot(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = list(results["summary"])
+    variants = sorted(results["summary"], key=list(VARIANTS).index)  # the table's order, also read back from JSON
     evaluations = _evaluations(results["runs"])
     fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(variants)), 4))
     width = 0.8 / len(evaluations)
@@ -330,7 +330,7 @@ def _plot(results: dict, path: str) -> None:
         ylabel="per-image mean Dice",
         title=f"Report-referred chest X-ray demo ({results['settings']['task']})",
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the axes: no bar hidden
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
