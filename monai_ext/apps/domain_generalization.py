@@ -28,7 +28,7 @@ import numpy as np
 from monai_ext.bundle.parser import bundle_parser
 from monai_ext.bundle.runner import run_bundle
 from monai_ext.data.domains import check_domain_labels
-from monai_ext.data.label_maps import LABEL_CLASSES, LABEL_MAPS, label_map_name
+from monai_ext.data.label_maps import LABEL_CLASSES, LABEL_MAPS, label_map_from_values, label_map_name
 from monai_ext.io import atomic_write_json, atomic_write_text
 
 __all__ = [
@@ -176,11 +176,9 @@ def check_label_map_of_configs(
     task = parser.get_parsed_content("task") if "task" in parser else None
     if task not in LABEL_CLASSES:
         return None
-    orig = [int(v) for v in parser.get_parsed_content("label_orig_values")]
-    target = [int(v) for v in parser.get_parsed_content("label_target_values")]
-    if len(orig) != len(target):
-        raise ValueError(f"label_orig_values {orig} and label_target_values {target} differ in length.")
-    label_map = dict(zip(orig, target))
+    label_map = label_map_from_values(
+        parser.get_parsed_content("label_orig_values"), parser.get_parsed_content("label_target_values")
+    )
     return check_domain_labels(domains, label_map, task, map_name=map_name or label_map_name(label_map, task))
 
 

@@ -30,6 +30,7 @@ from monai_ext.data.label_maps import (
     LabelMapError,
     check_label_map,
     known_label_releases,
+    label_map_from_values,
     label_map_name,
     sample_label_files,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "check_domain_labels",
     "check_label_map",
     "known_label_releases",
+    "label_map_from_values",
     "label_map_name",
     "sample_label_files",
     "datalist_keys",

@@ -37,6 +37,7 @@ __all__ = [
     "LabelMapError",
     "check_label_map",
     "known_label_releases",
+    "label_map_from_values",
     "label_map_name",
     "sample_label_files",
 ]
@@ -139,6 +140,23 @@ def known_label_releases(values: Sequence[float], task: str | None = None) -> li
         for release, release_task, description, maps in _RELEASES
         if (task is None or task == release_task) and found <= release and len(found) >= min(3, len(release))
     ]
+
+
+def label_map_from_values(label_orig_values: Sequence[int], label_target_values: Sequence[int]) -> dict[int, int]:
+    """The label map a bundle's ``label_orig_values`` -> ``label_target_values`` (``MapLabelValued``) applies.
+
+    Raises:
+        ValueError: the two lists differ in length.
+
+    Example::
+
+        >>> label_map_from_values([255, 128], [1, 2])
+        {255: 1, 128: 2}
+    """
+    orig, target = [int(v) for v in label_orig_values], [int(v) for v in label_target_values]
+    if len(orig) != len(target):
+        raise ValueError(f"label_orig_values {orig} and label_target_values {target} differ in length.")
+    return dict(zip(orig, target))
 
 
 def label_map_name(label_map: Mapping[int, int], task: str | None = None) -> str | None:

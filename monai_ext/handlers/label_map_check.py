@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from ignite.engine import Engine, Events
-from monai_ext.data.label_maps import check_label_map, label_map_name
+from monai_ext.data.label_maps import check_label_map, label_map_from_values, label_map_name
 
 __all__ = ["LabelMapCheck"]
 
@@ -41,10 +41,7 @@ class LabelMapCheck:
         task: str = "fundus",
         max_files: int | None = 20,
     ):
-        orig, target = [int(v) for v in label_orig_values], [int(v) for v in label_target_values]
-        if len(orig) != len(target):
-            raise ValueError(f"label_orig_values {orig} and label_target_values {target} differ in length.")
-        self.label_map = dict(zip(orig, target))
+        self.label_map = label_map_from_values(label_orig_values, label_target_values)
         self.task = task
         self.max_files = max_files
 

@@ -13,6 +13,7 @@ from monai_ext.data import (
     check_domain_labels,
     check_label_map,
     known_label_releases,
+    label_map_from_values,
     prepare_cardiac_domains,
     prepare_fundus_domains,
     sample_label_files,
@@ -245,3 +246,10 @@ def test_demo_generators_pass_with_the_index_map(tmp_path):
     volumes = sorted(str(p) for p in (tmp_path / "cardiac").rglob("labels/*.nii.gz"))
     summary = check_label_map(volumes, "index", "cardiac")
     assert summary["nesting"]["left ventricle in myocardium"]["slices"] > 0
+
+
+def test_label_map_from_values_pairs_the_bundle_lists():
+    assert label_map_from_values([255, 128], ["1", 2]) == {255: 1, 128: 2}
+    assert label_map_from_values([], []) == {}
+    with pytest.raises(ValueError, match=r"\[255, 128\] and label_target_values \[1\] differ in length"):
+        label_map_from_values([255, 128], [1])
