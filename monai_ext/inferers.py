@@ -17,7 +17,7 @@ class MetaInputInferer(SimpleInferer):
 
     Keyword arguments given by the caller win; entries of ``meta_keys`` missing from both are not passed (the network's
     default applies, e.g. TGC-Net's ``default_prompt``). A value without a batch dimension (``ndim`` below
-    ``expected_ndim``) gets one.
+    ``expected_ndim``) gets one. Values stay on the host (see :class:`monai_ext.engines.PrepareBatchTextInput`).
 
     Args:
         meta_keys: meta entries to pass, as ``{meta key: network keyword}``.
@@ -44,7 +44,8 @@ class MetaInputInferer(SimpleInferer):
                 ndim = self.expected_ndim.get(arg)
                 if ndim is not None and value.ndim == ndim - 1:
                     value = value.unsqueeze(0)
-                kwargs[arg] = value.to(inputs.device)
+                # Left on the host: the networks key their text cache there and move what they encode themselves.
+                kwargs[arg] = value
         return super().__call__(inputs, network, *args, **kwargs)
 
 

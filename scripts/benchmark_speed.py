@@ -1,11 +1,13 @@
 """Speed, memory and FLOP benchmark of TGC-Net, VLSA-Net and an image-only MONAI baseline.
 
 For each model, mode (inference / training step), batch size and execution variant (fp32, bf16 autocast,
-channels-last, ``torch.compile``, ``torch.compile`` with CUDA graphs) it measures images per second, peak memory,
-FLOPs per image (torch's ``FlopCounterMode``) and the achieved TFLOP/s with its fraction of the device's peak. It also
-times per-sample text encoding (what LViT-style pipelines pay every step) against our cached text embeddings, the data
-pipeline (readers, transforms, DataLoader) of the TGC-Net bundle on demo images, and the bundle's whole training loop
-(its trainer, loader, AMP setting and metric) with the share of time the loop waits for data
+channels-last, ``torch.compile``, ``torch.compile`` with CUDA graphs) it measures images per second, peak memory (of
+the process, and of the tensors one step allocates), FLOPs per image (torch's ``FlopCounterMode``) and the achieved
+TFLOP/s with its fraction of the device's peak, and sets each model's training step against its inference (time, FLOPs
+and memory). It also times the frozen text encoder's cache (a miss, encoded batched and cut to the report's length,
+against one report at a time over the full context; a hit) with the bytes it keeps per report, the data pipeline
+(readers, transforms, DataLoader) of the TGC-Net bundle on demo images, and the bundle's whole training loop (its
+trainer, loader, AMP setting and metric) with the share of time the loop waits for data
 (:class:`monai_ext.handlers.LoaderWaitMonitor`): the figure that says whether the loader keeps up with the device.
 
 Writes ``speed.json``, ``speed.md`` and ``throughput.png`` to ``output_dir``::
@@ -99,7 +101,8 @@ def model_inputs(name: str, channels: int, batch: int, size: int, clip_model_nam
     tokens = get_clip_tokenizer(clip_model_name)(
         ["Bilateral pulmonary infection, upper left lung and lower right lung."]
     )
-    return image, tokens.expand(batch, -1).to(device)
+    # On the host, as the bundle's PrepareBatchTextInput passes them (the text cache is keyed there).
+    return image, tokens.expand(batch, -1)
 
 
 def peak_for(device: torch.device, precision: str) -> float | None:
@@ -113,13 +116,20 @@ def peak_for(device: torch.device, precision: str) -> float | None:
 
 
 def count_flops(model: nn.Module, inputs: tuple, label: torch.Tensor, loss_fn: nn.Module | None) -> int:
-    """FLOPs of one forward (inference, ``loss_fn`` None) or forward + loss + backward (training) on ``inputs``."""
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs of one forward (inference, ``loss_fn`` None) or forward + loss + backward (training) on ``inputs``, in the
+    steady state that the timed steps run in: a first, uncounted call fills the networks' text-embedding caches (a
+    count of the first call would add the encoding of every prompt to one image's FLOPs)."""
+
+    def call():
         if loss_fn is not None:
             loss_fn(model(*inputs), label).backward()
         else:
             with torch.no_grad():
                 model(*inputs)
+
+    call()
+    with FlopCounterMode(display=False) as counter:
+        call()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
@@ -141,6 +151,32 @@ def time_steps(step, device: torch.device, warmup: int, iterations: int) -> floa
         _sync(device)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def peak_step_memory(step, device: torch.device) -> int:
+    """Peak bytes of the tensors alive during one ``step`` on ``device``, above those alive before it.
+
+    Read from the memory events of torch's profiler (every allocation and free of a tensor on the device), so it is the
+    step's own working set (activations, gradients, temporaries) on a CPU as on a GPU, which the process's peak RSS
+    (weights, Python, allocator caches included) hides. A replayed CUDA graph allocates nothing, so rows compiled with
+    CUDA graphs count only what runs outside the graphs.
+    """
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+        step()
+        _sync(device)
+    kind = device.type.upper()
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]" and e.device_type().name == kind),
+        key=lambda e: e.start_ns(),
+    )
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
 
 
 def benchmark_model(name, mode, batch, variant, args) -> dict:
@@ -182,14 +218,15 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
     # CUDA graphs are recorded only after a compiled warm-up call, so compiled variants get at least 3 warm-up steps.
     warmup = max(args["warmup"], 3) if variant in COMPILE_MODES else args["warmup"]
     seconds = time_steps(step, device, warmup, args["iterations"])
-    images_per_s = batch / seconds
-    achieved = flops * images_per_s / 1e12
-    peak = peak_for(device, precision)
     memory = (
         torch.cuda.max_memory_allocated(device)
         if device.type == "cuda"
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     )
+    tensor_memory = peak_step_memory(step, device)
+    images_per_s = batch / seconds
+    achieved = flops * images_per_s / 1e12
+    peak = peak_for(device, precision)
     return {
         "model": name,
         "mode": mode,
@@ -202,6 +239,7 @@ def benchmark_model(name, mode, batch, variant, args) -> dict:
         "fraction_of_peak": (achieved / peak) if peak else None,
         "peak_memory_mib": memory / 2**20,
         "memory_kind": "cuda max allocated" if device.type == "cuda" else "process peak RSS (monotonic over the run)",
+        "peak_step_tensor_mib": tensor_memory / 2**20,
         **counts,
     }
 
@@ -215,30 +253,72 @@ def benchmark_model_in_fresh_process(name, mode, batch, variant, args) -> dict:
     return {**row, "memory_kind": "peak RSS of a fresh process for this row (Python and torch included)"}
 
 
+def benchmark_reports(count: int) -> list[str]:
+    """``count`` distinct reports in QaTa-COV19's style (LViT's annotations: 15-19 CLIP tokens each)."""
+    zones = ["upper", "middle", "lower"]
+    sides = ["left", "right"]
+    numbers = ["One", "Two", "Three", "Four"]
+    reports = [
+        f"Bilateral pulmonary infection, {n.lower()} infected areas, {z} {s} lung and {z2} {s2} lung."
+        for n in numbers
+        for z in zones
+        for s in sides
+        for z2 in zones
+        for s2 in sides
+        if (z, s) != (z2, s2)
+    ]
+    if count > len(reports):
+        raise ValueError(f"At most {len(reports)} distinct benchmark reports, asked for {count}.")
+    return reports[:count]
+
+
 def benchmark_text(args) -> list[dict]:
-    """Per-sample CLIP text encoding (a fresh encode every step) vs cached embeddings, per batch of reports."""
+    """TGC-Net's frozen text encoder per batch of distinct reports: encoding them as the cache does on a miss (one
+    call per ``miss_batch_size`` reports, cut to their token length) against one report at a time over the full
+    context (the encoder before issue 16), a batch served from the cache, and the bytes the cache keeps per report
+    and per knowledge sentence."""
     device = args["device"]
     model = TGCNet(clip_model_name=args["clip_model_name"], in_channels=1).to(device).eval()
+    encoder = model.text_encoder
     tokenizer = get_clip_tokenizer(args["clip_model_name"])
     rows = []
     for batch in args["batch_sizes"]:
-        tokens = tokenizer([f"Infected area {i} in the lower left lung." for i in range(batch)]).to(device)
-        encoder = model.text_encoder
+        tokens = tokenizer(benchmark_reports(batch))
+        lengths = (tokens != 0).sum(dim=1).float()
 
-        def encode_every_time():
+        def encode_misses():
             encoder.cache.clear()
             encoder(tokens)
 
-        fresh = time_steps(encode_every_time, device, args["warmup"], args["iterations"])
-        cached = time_steps(lambda: encoder(tokens), device, args["warmup"], args["iterations"])
+        def encode_one_by_one_full_context():
+            with torch.no_grad():
+                for row in tokens.to(device):
+                    encoder._project_tokens(row.unsqueeze(0))
+
+        with torch.no_grad():
+            misses = time_steps(encode_misses, device, args["warmup"], args["iterations"])
+            old = time_steps(encode_one_by_one_full_context, device, args["warmup"], args["iterations"])
+            cached = time_steps(lambda: encoder(tokens), device, args["warmup"], args["iterations"])
+            encoder.cache.clear()
+            encoder(tokens)
+            report_bytes = encoder.cache.nbytes / batch
+            encoder.cache.clear()
+            encoder.encode_pooled(tokens)
+            sentence_bytes = encoder.cache.nbytes / batch
         rows.append(
             {
                 "batch": batch,
-                "per_sample_encoding_ms": fresh * 1e3,
+                "tokens_per_report": lengths.mean().item(),
+                "miss_ms_per_report": misses * 1e3 / batch,
+                "full_context_one_by_one_ms_per_report": old * 1e3 / batch,
                 "cached_ms": cached * 1e3,
-                "speedup": fresh / cached,
+                "miss_speedup": old / misses,
+                "cache_bytes_per_report": report_bytes,
+                "cache_bytes_per_knowledge_sentence": sentence_bytes,
+                "miss_batch_size": encoder.miss_batch_size,
             }
         )
+        print("   ", rows[-1], flush=True)
     return rows
 
 
@@ -342,6 +422,28 @@ def benchmark_training_loop(args, data_dir: str) -> list[dict]:
     return rows
 
 
+def training_ratios(rows: list[dict]) -> list[dict]:
+    """Training over inference per (model, batch, variant) measured in both modes: time per step and FLOPs per image,
+    with the training step's tensor peak."""
+    done = {(r["model"], r["batch"], r["variant"], r["mode"]): r for r in rows if "error" not in r}
+    ratios = []
+    for (model, batch, variant, mode), train in done.items():
+        inference = done.get((model, batch, variant, "inference"))
+        if mode != "train" or inference is None:
+            continue
+        ratios.append(
+            {
+                "model": model,
+                "batch": batch,
+                "variant": variant,
+                "time_ratio": train["ms_per_step"] / inference["ms_per_step"],
+                "flop_ratio": train["gflops_per_image"] / inference["gflops_per_image"],
+                "train_step_tensor_mib": train["peak_step_tensor_mib"],
+            }
+        )
+    return ratios
+
+
 def _markdown(results: dict) -> str:
     env = results["environment"]
     lines = [
@@ -361,32 +463,64 @@ def _markdown(results: dict) -> str:
             "'of peak': achieved TFLOP/s over the datasheet's dense tensor-core peak (bf16; fp32 rows against TF32, "
             "which cuDNN uses for fp32 convolutions by default).",
             "",
+            "'peak MiB': the process's peak RSS on a CPU (each row in a fresh process unless isolate_rows=False), "
+            "torch's max allocated on a GPU; 'step MiB': the peak of the tensors one step allocates above those alive "
+            "before it (weights, cached text embeddings), from the profiler's memory events.",
+            "",
             "| model | mode | batch | variant | images/s | ms/step | GFLOP/image | TFLOP/s | of peak | peak MiB |"
-            " trainable / total params |",
-            "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            " step MiB | trainable / total params |",
+            "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
     for r in results["models"]:
         frac = f"{100 * r['fraction_of_peak']:.1f}%" if r.get("fraction_of_peak") else "n/a"
         if "error" in r:
             lines.append(
-                f"| {r['model']} | {r['mode']} | {r['batch']} | {r['variant']} | failed: {r['error']} |" " | | | | | |"
+                f"| {r['model']} | {r['mode']} | {r['batch']} | {r['variant']} | failed: {r['error']} |"
+                " | | | | | | |"
             )
             continue
         lines.append(
             f"| {r['model']} | {r['mode']} | {r['batch']} | {r['variant']} | {r['images_per_s']:.1f} | "
             f"{r['ms_per_step']:.1f} | {r['gflops_per_image']:.1f} | {r['achieved_tflops']:.2f} | {frac} | "
-            f"{r['peak_memory_mib']:.0f} | {r['trainable'] / 1e6:.2f}M / {r['total'] / 1e6:.1f}M |"
+            f"{r['peak_memory_mib']:.0f} | {r['peak_step_tensor_mib']:.0f} | {r['trainable'] / 1e6:.2f}M / "
+            f"{r['total'] / 1e6:.1f}M |"
         )
+    ratios = training_ratios(results["models"])
+    if ratios:
+        lines += [
+            "",
+            "## Training step against inference",
+            "",
+            "Each model's training row over its inference row (same batch and variant): time per step, FLOPs per "
+            "image, and the training step's tensor peak.",
+            "",
+            "| model | batch | variant | time ratio | FLOP ratio | training step MiB |",
+            "| --- | ---: | --- | ---: | ---: | ---: |",
+        ]
+        lines += [
+            f"| {r['model']} | {r['batch']} | {r['variant']} | {r['time_ratio']:.2f}x | {r['flop_ratio']:.2f}x | "
+            f"{r['train_step_tensor_mib']:.0f} |"
+            for r in ratios
+        ]
     if results.get("text"):
         lines += [
             "",
-            "## Text encoding per step vs cached embeddings (TGC-Net's CLIP text encoder)",
+            "## Text encoding: cache misses, hits and bytes (TGC-Net's frozen CLIP text encoder)",
             "",
-            "| reports per batch | encode every step (ms) | cached (ms) | speed-up |",
-            "| ---: | ---: | ---: | ---: |",
+            "Distinct reports in QaTa-COV19's style. 'miss': the cache's encoding of reports it lacks (calls of "
+            "`miss_batch_size` rows, cut to the reports' token length); 'before': one report at a time over the full "
+            "77-token context, as the encoder did before; 'cached': the whole batch served from the cache. Bytes: "
+            "what the cache keeps per report (projected token features, float32 here) and per knowledge sentence "
+            "(its pooled embedding), keys included.",
+            "",
+            "| reports | tokens each | miss (ms/report) | before (ms/report) | speed-up | cached batch (ms) "
+            "| KiB per report | KiB per knowledge sentence |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         lines += [
-            f"| {r['batch']} | {r['per_sample_encoding_ms']:.2f} | {r['cached_ms']:.3f} | {r['speedup']:.0f}x |"
+            f"| {r['batch']} | {r['tokens_per_report']:.1f} | {r['miss_ms_per_report']:.2f} | "
+            f"{r['full_context_one_by_one_ms_per_report']:.2f} | {r['miss_speedup']:.1f}x | {r['cached_ms']:.3f} | "
+            f"{r['cache_bytes_per_report'] / 1024:.1f} | {r['cache_bytes_per_knowledge_sentence'] / 1024:.1f} |"
             for r in results["text"]
         ]
     if results.get("data_pipeline"):
@@ -537,7 +671,7 @@ def main(
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     if text:
-        print("text encoding: per step vs cached", flush=True)
+        print("text encoding: misses, hits, bytes per report", flush=True)
         results["text"] = benchmark_text(args)
     if data_pipeline or training_loop:
         from monai_ext.demo import make_chest_xray_dataset
@@ -551,6 +685,7 @@ def main(
             if training_loop:
                 print("training loop", flush=True)
                 results["training_loop"] = benchmark_training_loop(args, data_dir)
+    results["training_vs_inference"] = training_ratios(results["models"])
     atomic_write_json(os.path.join(output_dir, "speed.json"), results, overwrite=True)
     markdown_path = os.path.join(output_dir, "speed.md")
     atomic_write_text(markdown_path, _markdown(results), overwrite=True)

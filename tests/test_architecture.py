@@ -28,6 +28,7 @@ LAYERS = {
     "monai_ext.metrics": 4,
     "monai_ext.handlers": 5,
     "monai_ext.inferers": 5,
+    "monai_ext.engines": 5,
     "monai_ext.bundle": 6,
     "monai_ext.apps": 7,
 }

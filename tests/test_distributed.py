@@ -1,4 +1,5 @@
-"""monai_ext.distributed: the process's device and process group, whether or not there is a GPU or a group."""
+"""monai_ext.distributed: the process's device, process group and share of the data, whether or not there is a GPU
+or a group."""
 
 import socket
 
@@ -6,6 +7,7 @@ import ignite.distributed as idist
 import pytest
 import torch
 import torch.distributed as dist
+from monai.data import partition_dataset
 from monai_ext import distributed
 
 
@@ -56,3 +58,47 @@ def test_join_once_and_leave_once(monkeypatch):
         distributed.destroy_process_group_if_initialized()
     assert not dist.is_initialized() and idist.backend() is None
     distributed.destroy_process_group_if_initialized()
+
+
+@pytest.mark.parametrize("size", [3, 5, 8])
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("even_divisible", [True, False])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_partition_for_rank_is_monai_partition_dataset(size, world_size, even_divisible, shuffle):
+    data = [f"item{i}" for i in range(size)]
+    expected = partition_dataset(
+        data, num_partitions=world_size, shuffle=shuffle, seed=7, even_divisible=even_divisible
+    )
+    shares = [
+        distributed.partition_for_rank(data, even_divisible, shuffle, 7, r, world_size) for r in range(world_size)
+    ]
+    assert shares == expected
+    assert set().union(*shares) == set(data)  # every item has a process
+    if not even_divisible:
+        assert sum(len(share) for share in shares) == size  # no item twice: metrics over the shares are exact
+
+
+def test_every_process_gets_an_item_when_there_are_fewer_items_than_processes():
+    """(Where MONAI's partition_dataset refuses to split fewer items than partitions.)"""
+    for even_divisible in (True, False):
+        shares = [
+            distributed.partition_for_rank(["a", "b"], even_divisible, False, rank=r, world_size=5) for r in range(5)
+        ]
+        assert shares == [["a"], ["b"], ["a"], ["b"], ["a"]]
+
+
+def test_partition_for_rank_takes_rank_and_size_from_the_group(monkeypatch):
+    data = list(range(6))
+    assert distributed.partition_for_rank(data, shuffle=False) == data  # no group: the whole list
+    assert sorted(distributed.partition_for_rank(data, seed=1)) == data
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda: 2)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 3)
+    assert distributed.partition_for_rank(data, shuffle=False) == [2, 5]
+
+
+def test_partition_for_rank_refuses_empty_data_and_bad_ranks():
+    with pytest.raises(ValueError, match="at least one item"):
+        distributed.partition_for_rank([], rank=0, world_size=2)
+    with pytest.raises(ValueError, match="rank must be in"):
+        distributed.partition_for_rank([1, 2], rank=2, world_size=2)

@@ -54,13 +54,7 @@ ADDED_IDS = {
     "evaluate.json": {"test_split"},
     "demo_oracle.json": {"oracle_transforms"},
     "inference_ct.json": {"ct_volume", "hu_window", "slice_batch_size"},
-    "multi_gpu_train.json": {
-        "dist_backend",
-        "train#sampler",
-        "train#dataloader#sampler",
-        "validate#sampler",
-        "validate#dataloader#sampler",
-    },
+    "multi_gpu_train.json": {"dist_backend"},
 }
 # Top-level booleans that are not switches a user gives: computed by multi_gpu_train.json once the group is joined.
 NOT_SWITCHES = {"not_rank0"}

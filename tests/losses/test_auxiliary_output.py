@@ -55,15 +55,20 @@ def test_segmentation_loss_plus_weighted_auxiliary_loss():
     torch.testing.assert_close(loss_fn(outputs["pred"], label), seg(outputs["pred"], label), rtol=0, atol=0)
 
 
+class FirstMinusTwiceSecond(torch.nn.Module):
+    """An auxiliary loss of two entries whose value depends on their order."""
+
+    def forward(self, first, second, label):
+        return (first.mean() - 2 * second.mean()) * label.float().mean()
+
+
 def test_auxiliary_entries_are_passed_in_order_before_the_label():
-    pixels, classes = torch.randn(2, 8, 4, 4), torch.randn(2, 3, 8)
+    first, second = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 8)
     label = torch.randint(0, 3, (2, 1, 16, 16))
-    outputs = {"logits": torch.randn(2, 3, 16, 16), "pixel_embeddings": pixels, "class_embeddings": classes}
-    seg, aux = DiceCELoss(to_onehot_y=True, softmax=True), PixelTextAlignmentLoss()
-    loss_fn = AuxiliaryOutputLoss(
-        seg, aux, weight=0.1, aux_keys=("pixel_embeddings", "class_embeddings"), pred_key="logits"
-    )
-    expected = seg(outputs["logits"], label) + 0.1 * aux(pixels, classes, label)
+    outputs = {"logits": torch.randn(2, 3, 16, 16), "second": second, "first": first}
+    seg, aux = DiceCELoss(to_onehot_y=True, softmax=True), FirstMinusTwiceSecond()
+    loss_fn = AuxiliaryOutputLoss(seg, aux, weight=0.1, aux_keys=("first", "second"), pred_key="logits")
+    expected = seg(outputs["logits"], label) + 0.1 * aux(first, second, label)
     torch.testing.assert_close(loss_fn(outputs, label), expected, rtol=0, atol=0)
 
 
@@ -132,11 +137,10 @@ def test_vlsanet_bundle_loss_is_dice_ce_plus_the_alignment_term(use_dice_loss, u
     generator = torch.Generator().manual_seed(1)
     outputs = {
         "pred": torch.randn(2, 3, 32, 32, generator=generator),
-        "pixel_embeddings": torch.randn(2, 16, 16, 16, generator=generator),
-        "class_embeddings": torch.randn(2, 3, 16, generator=generator),
+        "pixel_text_similarity": torch.rand(2, 3, 16, 16, generator=generator) * 2 - 1,
     }
     label = torch.randint(0, 3, (2, 1, 32, 32), generator=generator)
     seg = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=float(use_dice_loss), lambda_ce=float(use_ce_loss))
     aux = PixelTextAlignmentLoss(temperature=0.07)
-    expected = seg(outputs["pred"], label) + 0.1 * aux(outputs["pixel_embeddings"], outputs["class_embeddings"], label)
+    expected = seg(outputs["pred"], label) + 0.1 * aux(outputs["pixel_text_similarity"], label)
     torch.testing.assert_close(loss_fn(outputs, label), expected, rtol=0, atol=0)

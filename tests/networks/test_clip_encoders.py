@@ -82,26 +82,72 @@ def test_trainable_image_encoder_gets_gradients():
 def test_text_encoder_outputs_match_open_clip(clip, tokenize):
     encoder = ClipTextEncoder(clip, cache=False)
     tokens = tokenize(["Bilateral lower lung infection.", "Upper left lobe nodule."])
-    features, projected, pooled, padding = encoder(tokens)
-    assert features.shape == (2, 77, 128) and projected.shape == (2, 77, 64) and pooled.shape == (2, 64)
+    projected, pooled, padding = encoder(tokens)
+    assert projected.shape == (2, 77, 64) and pooled.shape == (2, 64)
     with torch.no_grad():
         assert torch.allclose(pooled, clip.encode_text(tokens), atol=1e-5)
     assert torch.equal(padding, tokens == 0) and padding.dtype == torch.bool
-    assert torch.allclose(projected, features @ clip.text_projection, atol=1e-5)
+    torch.testing.assert_close(encoder.encode_pooled(tokens), pooled)
 
 
-def test_text_encoder_encodes_each_report_once(clip, tokenize):
-    encoder = ClipTextEncoder(clip)
+def test_cached_encoding_cut_to_the_text_equals_the_full_context(clip, tokenize):
+    """CLIP's causal mask makes a token's features independent of the padding after it: cutting it is exact."""
+    reports = ["Infection.", "Consolidation in the right lower zone with air bronchograms and a small effusion.", ""]
+    tokens = tokenize(reports)
+    full, full_pooled, _ = ClipTextEncoder(clip, cache=False)(tokens)
+    cached = ClipTextEncoder(clip)
+    projected, pooled, padding = cached(tokens)
+    longest = int((tokens != 0).sum(dim=1).max())
+    assert projected.shape == (3, longest, 64) and torch.equal(padding, tokens[:, :longest] == 0)
+    keep = ~padding
+    torch.testing.assert_close(projected[keep], full[:, :longest][keep], atol=1e-5, rtol=1e-5)
+    assert torch.all(projected[padding] == 0)
+    torch.testing.assert_close(pooled, full_pooled, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cached.encode_pooled(tokens), full_pooled, atol=1e-5, rtol=1e-5)
+
+
+def test_text_encoder_encodes_each_report_once_in_fixed_shape_batches(clip, tokenize):
+    encoder = ClipTextEncoder(clip, miss_batch_size=4, length_multiple=8)
     calls = []
-    encoder.transformer.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
-    reports = ["Infection in the left lung.", "No infection.", "Infection in the left lung."]
+    encoder.transformer.register_forward_hook(lambda module, args, out: calls.append(tuple(args[0].shape[:2])))
+    long_report = "Patchy consolidation in both lower zones, worse on the right, with a small left pleural effusion."
+    reports = ["Infection in the left lung.", "No infection.", "Infection in the left lung.", long_report]
     first = encoder(tokenize(reports))
     second = encoder(tokenize(reports[::-1]))
-    assert calls == [1, 1]  # the two distinct reports, one at a time; nothing on the second call
-    assert encoder.cache.misses == 2 and encoder.cache.hits == 4
-    for a, b in zip(first[:3], second[:3]):
+    long_length = -(-int((tokenize([long_report]) != 0).sum()) // 8) * 8
+    # Two distinct short reports in one padded call of 4 rows x 8 tokens, the long one alone in its own length.
+    assert sorted(calls) == sorted([(4, 8), (4, long_length)])
+    assert encoder.cache.misses == 3 and encoder.cache.hits == 5
+    for a, b in zip(first, second):
         assert torch.equal(a, b.flip(0))
     assert not any("cache" in key for key in encoder.state_dict())
+
+
+def test_cache_keeps_only_what_is_read_in_owned_memory(clip, tokenize):
+    encoder = ClipTextEncoder(clip)
+    tokens = tokenize(["Right middle lobe consolidation.", "Nodule."])
+    lengths = (tokens != 0).sum(dim=1).tolist()
+    encoder(tokens)
+    token_bytes = sum(n * 64 * 4 for n in lengths)
+    key_bytes = sum(n * 8 for n in lengths)  # the int64 tokens of each text
+    held = encoder.cache.nbytes - key_bytes
+    assert held == token_bytes  # projected features of the text's own tokens, nothing else
+    encoder.encode_pooled(tokens)
+    assert encoder.cache.nbytes - 2 * key_bytes - token_bytes == 2 * 64 * 4  # a pooled entry: one embedding
+    # Entries own their memory: they do not keep the encoding call's whole output alive.
+    values = list(encoder.cache._store.values())
+    assert all(value.untyped_storage().nbytes() == value.numel() * value.element_size() for value in values)
+
+
+def test_text_cache_bound_evicts_least_recently_used(clip, tokenize):
+    one_report = int((tokenize(["Left lung."]) != 0).sum()) * (64 * 4 + 8)
+    encoder = ClipTextEncoder(clip, cache_max_bytes=2 * one_report)
+    for text in ("Left lung.", "Our lung.", "Left lung.", "Any lung."):
+        encoder(tokenize([text]))
+    assert len(encoder.cache) == 2 and encoder.cache.nbytes <= 2 * one_report and encoder.cache.evictions == 1
+    assert encoder.cache.misses == 3
+    encoder(tokenize(["Our lung."]))  # evicted by "Any lung." (least recently used after "Left lung." came back)
+    assert encoder.cache.misses == 4
 
 
 def test_cached_embedding_does_not_depend_on_the_batch_that_first_met_it(clip, tokenize):
@@ -109,7 +155,7 @@ def test_cached_embedding_does_not_depend_on_the_batch_that_first_met_it(clip, t
     reports = [f"Infection in {n} areas of the {side} lung." for n in ("two", "three") for side in ("left", "right")]
     reports.append("Bilateral pulmonary infection.")
     warm = ClipTextEncoder(clip)
-    warm(tokenize(reports[:2]))  # small batches: where this machine's kernels were seen to round differently
+    warm(tokenize(reports[:2]))  # other batch compositions than the single reports below
     warm(tokenize(reports[2:]))
     for index in range(len(reports)):
         cold = ClipTextEncoder(clip)
@@ -126,12 +172,12 @@ def test_loading_new_weights_drops_cached_embeddings(tokenize):
     torch.manual_seed(1)
     other = ClipTextEncoder(create_clip(TINY_CLIP_NAME))
     tokens = tokenize(["Right middle lobe consolidation."])
-    before = encoder(tokens)[2]
+    before = encoder(tokens)[1]
     parent = torch.nn.Sequential(encoder)  # loading through a parent module must clear the cache too
     parent.load_state_dict(torch.nn.Sequential(other).state_dict())
-    after = encoder(tokens)[2]
+    after = encoder(tokens)[1]
     assert not torch.allclose(before, after)
-    torch.testing.assert_close(after, other(tokens)[2])
+    torch.testing.assert_close(after, other(tokens)[1])
 
 
 def test_text_cache_cleared_when_moved_and_works_under_autocast(clip, tokenize):
@@ -140,11 +186,14 @@ def test_text_cache_cleared_when_moved_and_works_under_autocast(clip, tokenize):
     encoder(tokens)
     assert len(encoder.cache) == 1
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        _, _, pooled_bf16, _ = encoder(tokens)
-    assert pooled_bf16.dtype == torch.bfloat16 and len(encoder.cache) == 2  # autocast outputs cached separately
+        _, pooled_bf16, _ = encoder(tokens)
+    # Autocast outputs are cached apart, in the compute dtype (half the bytes).
+    assert pooled_bf16.dtype == torch.bfloat16 and len(encoder.cache) == 2
+    float32_entry, bf16_entry = encoder.cache._store.values()
+    assert bf16_entry.dtype == torch.bfloat16 and bf16_entry.nbytes * 2 == float32_entry.nbytes
     encoder.double()
     assert len(encoder.cache) == 0
-    assert encoder(tokens)[2].dtype == torch.float64
+    assert encoder(tokens)[1].dtype == torch.float64
 
 
 def test_text_encoder_rejects_bad_tokens(clip):
@@ -160,7 +209,7 @@ def test_text_cache_keeps_inference_mode_outputs_apart(tokenize):
     tokens = tokenize(["Lower left lung infection."])
     with torch.inference_mode():
         encoder(tokens)
-    projected = encoder(tokens)[1]
+    projected = encoder(tokens)[0]
     assert not projected.is_inference() and len(encoder.cache) == 2
     weight = torch.ones(64, requires_grad=True)
     (projected * weight).sum().backward()  # usable in a training graph

@@ -88,31 +88,31 @@ def test_only_non_clip_parameters_train(tokenizer):
 def test_text_padding_is_masked(tokenizer):
     """Features at padding positions (after end-of-text) must not reach the output.
 
-    The CLIP context length is fixed (the encoder rejects longer token rows), so padding cannot be appended; instead
-    the text encoder's token features are replaced by noise at the padding positions: unchanged output means the
-    cross-attention's key_padding_mask is honoured, and the same noise at word positions shows the test can tell.
+    The text encoder's token features are replaced by noise at the padding positions of the shorter report: unchanged
+    output means the cross-attention's key_padding_mask is honoured, and the same noise at word positions shows the
+    test can tell.
     """
     net = make_net()
-    image = torch.rand(1, 1, SIZE, SIZE)
-    tokens = tokenizer(REPORTS[:1])
-    pad = tokens == 0
-    assert pad.any() and not pad.all()
+    image = torch.rand(2, 1, SIZE, SIZE)
+    tokens = tokenizer(["Infection.", REPORTS[0]])  # the shorter report is padded to the longer one's length
 
-    def noisy(where):
+    def noisy(at_padding):
         def hook(module, args, output):
-            features, projected, pooled, padding_mask = output
+            projected, pooled, padding_mask = output
+            assert padding_mask.any() and not padding_mask.all()
+            where = padding_mask if at_padding else ~padding_mask
             noise = torch.randn(projected.shape, generator=torch.Generator().manual_seed(1)) * 10
             projected = torch.where(where.unsqueeze(-1), projected + noise, projected)  # new tensor: cache untouched
-            return features, projected, pooled, padding_mask
+            return projected, pooled, padding_mask
 
         return net.text_encoder.register_forward_hook(hook)
 
     with torch.no_grad():
         clean = net(image, tokens)
-        handle = noisy(pad)
+        handle = noisy(True)
         padded_noise = net(image, tokens)
         handle.remove()
-        handle = noisy(~pad)
+        handle = noisy(False)
         word_noise = net(image, tokens)
         handle.remove()
     torch.testing.assert_close(padded_noise, clean)

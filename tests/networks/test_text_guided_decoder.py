@@ -1,7 +1,9 @@
-"""TextGuidedPixelDecoder: shapes, text steering the class maps, per-image text, input checks."""
+"""TextGuidedPixelDecoder: shapes, the similarity map the logits add, text steering the class maps, per-image text,
+input checks."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from monai_ext.networks.blocks.text_guided_decoder import TextGuidedPixelDecoder
 
 
@@ -18,14 +20,29 @@ def features(batch=2):
 def test_shapes_and_gradients():
     decoder = make_decoder().train()
     text = torch.randn(3, 12, requires_grad=True)
-    logits, pixel_embeddings = decoder(features(), text, output_size=(64, 64))
+    logits, similarity = decoder(features(), text, output_size=(64, 64))
     assert logits.shape == (2, 3, 64, 64)
-    assert pixel_embeddings.shape == (2, 12, 16, 16)
+    assert similarity.shape == (2, 3, 16, 16)  # K channels at the finest level, whatever the text width
     logits.mean().backward()
     assert text.grad.abs().sum() > 0
     assert all(p.grad is not None for p in decoder.parameters())
     unresized, _ = decoder(features(), text)
     assert unresized.shape == (2, 3, 16, 16)
+
+
+def test_similarity_is_the_cosine_the_logits_add():
+    decoder = make_decoder()
+    text = torch.randn(3, 12)
+    captured = {}
+    decoder.conv_head.register_forward_pre_hook(lambda module, args: captured.update(pixels=args[0]))
+    with torch.no_grad():
+        logits, similarity = decoder(features(), text)
+        head = decoder.conv_head(captured["pixels"])
+    classes = decoder.class_projection(text)
+    expected = torch.einsum("bchw,kc->bkhw", F.normalize(captured["pixels"], dim=1), F.normalize(classes, dim=1))
+    torch.testing.assert_close(similarity, expected)
+    assert similarity.abs().max() <= 1 + 1e-6
+    torch.testing.assert_close(logits, head + decoder.logit_scale.exp() * similarity)
 
 
 def test_class_maps_follow_their_text_embedding():

@@ -6,7 +6,9 @@ import json
 import os
 
 import pytest
+import torch
 from script_loader import REPO, load_script
+from torch.utils.flop_counter import FlopCounterMode
 
 SMALL = dict(
     device="cpu",
@@ -45,7 +47,10 @@ def test_all_sections_on_cpu(speed_script, tmp_path):
     assert rows["tgcnet", "train"]["trainable"] < rows["tgcnet", "train"]["total"]  # CLIP frozen
     assert rows["basicunet", "train"]["trainable"] == rows["basicunet", "train"]["total"]
     (text,) = results["text"]
-    assert text["batch"] == 2 and text["cached_ms"] < text["per_sample_encoding_ms"]
+    assert text["batch"] == 2 and text["cached_ms"] < text["miss_ms_per_report"] * 2
+    # The tiny CLIP's 64-d float32 projected features of the report's own tokens, and its int64 tokens as the key.
+    assert text["cache_bytes_per_report"] == pytest.approx(text["tokens_per_report"] * (64 * 4 + 8))
+    assert text["cache_bytes_per_knowledge_sentence"] == pytest.approx(64 * 4 + text["tokens_per_report"] * 8)
     (pipeline,) = results["data_pipeline"]
     assert pipeline["cache_rate"] == 1.0 and pipeline["images_per_s"] > 0
     (loop,) = results["training_loop"]
@@ -107,3 +112,46 @@ def test_rows_in_fresh_processes_measure_their_own_memory(speed_script, tmp_path
 def test_unknown_variant_is_refused(speed_script, tmp_path):
     with pytest.raises(ValueError, match="bf16_fast"):
         speed_script.main(output_dir=str(tmp_path), variants=("bf16_fast",))
+
+
+def test_training_step_against_inference(speed_script, tmp_path):
+    """VLSA-Net's rows carry the step's tensor peak, and a section sets its training step against its inference."""
+    out = str(tmp_path / "speed")
+    markdown = speed_script.main(
+        output_dir=out, models=("vlsanet",), text=False, data_pipeline=False, training_loop=False, **SMALL
+    )
+    with open(os.path.join(out, "speed.json")) as f:
+        results = json.load(f)
+    inference, train = results["models"]
+    assert (inference["mode"], train["mode"]) == ("inference", "train")
+    assert 0 < inference["peak_step_tensor_mib"] < train["peak_step_tensor_mib"]
+    (ratio,) = results["training_vs_inference"]
+    assert ratio["model"] == "vlsanet" and ratio["batch"] == 2
+    assert ratio["flop_ratio"] == pytest.approx(train["gflops_per_image"] / inference["gflops_per_image"])
+    assert ratio["time_ratio"] == pytest.approx(train["ms_per_step"] / inference["ms_per_step"])
+    assert ratio["flop_ratio"] > 1 and ratio["train_step_tensor_mib"] == train["peak_step_tensor_mib"]
+    assert "## Training step against inference" in open(markdown).read()
+
+
+def test_flops_are_counted_with_the_text_cache_filled(speed_script):
+    """The first call of a network encodes its class prompts once; the count is that of the calls after it."""
+    model, channels = speed_script.build_model("vlsanet", SMALL["clip_model_name"], 64)
+    inputs = (torch.rand(1, channels, 64, 64),)
+    label = torch.zeros(1, 1, 64, 64)
+    first = speed_script.count_flops(model.eval(), inputs, label, None)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(*inputs)
+    assert first == counter.get_total_flops() > 0
+
+
+def test_peak_step_memory_counts_the_tensors_alive_together(speed_script):
+    kept = torch.ones(2**20, dtype=torch.uint8)  # alive before the step: not counted
+
+    def step():
+        first = torch.ones(2**20, dtype=torch.uint8)
+        second = torch.ones(2**21, dtype=torch.uint8)
+        del first, second
+        torch.ones(2**20, dtype=torch.uint8)
+
+    peak = speed_script.peak_step_memory(step, torch.device("cpu"))
+    assert 3 * 2**20 <= peak < 3 * 2**20 + 2**16 and kept.numel() == 2**20

@@ -146,32 +146,53 @@ class ClipImageEncoder(nn.Module):
 
 
 class ClipTextEncoder(nn.Module):
-    """CLIP text encoder returning per-token features, their projection, the pooled embedding and a padding mask.
+    """CLIP text encoder returning the projected token features, the pooled embedding and a padding mask.
 
     Args:
         clip_model: open_clip ``CLIP`` model (or ``CustomTextCLIP`` with an open_clip ``TextTransformer``).
         frozen: keep text weights fixed (``requires_grad=False``, no autograd graph).
-        cache: when frozen, encode each distinct token sequence once (a :class:`TextEmbeddingCache`, not part of the
-            state dict; keyed by device, autocast dtype and inference mode, and cleared when the module is moved or cast).
-            Missing sequences are encoded one at a time: CPU matrix kernels can round differently for different batch
-            sizes, and a cached embedding must not depend on which batch first met its text, or a resumed training
-            (cold cache) would drift from an uninterrupted one. The cost is one pass over the distinct texts.
+        cache: when frozen, encode each distinct text once and keep what the networks read (a
+            :class:`TextEmbeddingCache`, not part of the state dict; keyed by device, autocast dtype and inference
+            mode, and cleared when the module is moved, cast or loaded): for :meth:`forward` the projected features of
+            the text's own tokens, for :meth:`encode_pooled` the pooled embedding alone, in the compute dtype.
+        cache_max_bytes: bound of that cache in bytes (least recently used out first); ``None`` for no bound.
+        miss_batch_size: texts missing from the cache are encoded together, this many per call, in calls of one fixed
+            shape (unused rows are padding): CPU matrix kernels can round differently for different shapes, and a
+            cached embedding must not depend on which batch first met its text, or a resumed training (cold cache)
+            would drift from an uninterrupted one.
+        length_multiple: missing texts are cut to their own token length rounded up to this multiple (the length
+            fixes the call's shape, so it depends on the text alone). CLIP's causal text transformer with
+            end-of-text pooling makes the cut exact; a tower without a causal mask, or pooling at the last position,
+            is encoded over the full context.
 
     Inputs:
-        tokens: LongTensor ``[B, L]`` from the model's tokenizer (0 = padding).
+        tokens: integer ``[B, L]`` from the model's tokenizer (0 = padding), ``L`` the context length. Give the
+        tokens as the data loader made them, on the host: cache keys are made from them there, so a batch makes no
+        host-device synchronisation; the encoder moves what it encodes to its own device.
 
     Returns:
-        ``(token_features [B, L, width], projected_tokens [B, L, embed_dim], pooled [B, embed_dim],
-        padding_mask [B, L] bool, True at padding)``; ``pooled`` equals CLIP's ``encode_text``.
+        ``forward``: ``(projected_tokens [B, T, embed_dim], pooled [B, embed_dim], padding_mask [B, T] bool, True at
+        padding)`` on the encoder's device. ``T`` is the context length when nothing is cached (unfrozen, no cache,
+        TorchScript) and the longest text of the batch when cached: positions past a text's end are padding either
+        way. ``pooled`` equals CLIP's ``encode_text``. ``encode_pooled``: ``pooled`` alone.
 
     Example::
 
         encoder = ClipTextEncoder(create_clip(TINY_CLIP_NAME))
         tokens = get_clip_tokenizer(TINY_CLIP_NAME)(["Left lower lobe consolidation."])
-        features, projected, pooled, pad = encoder(tokens)
+        projected, pooled, pad = encoder(tokens)
+        knowledge = encoder.encode_pooled(tokens)
     """
 
-    def __init__(self, clip_model: nn.Module, frozen: bool = True, cache: bool = True) -> None:
+    def __init__(
+        self,
+        clip_model: nn.Module,
+        frozen: bool = True,
+        cache: bool = True,
+        cache_max_bytes: int | None = None,
+        miss_batch_size: int = 8,
+        length_multiple: int = 8,
+    ) -> None:
         super().__init__()
         tower = getattr(clip_model, "text", clip_model)
         required = ("token_embedding", "positional_embedding", "transformer", "ln_final")
@@ -179,6 +200,10 @@ class ClipTextEncoder(nn.Module):
             raise TypeError(
                 f"ClipTextEncoder supports open_clip CLIP text towers (causal transformer, EOT pooling); "
                 f"got {type(tower).__name__}."
+            )
+        if miss_batch_size < 1 or length_multiple < 1:
+            raise ValueError(
+                f"miss_batch_size and length_multiple must be >= 1, got {miss_batch_size} and {length_multiple}."
             )
         self.token_embedding = tower.token_embedding
         self.positional_embedding = tower.positional_embedding
@@ -189,7 +214,12 @@ class ClipTextEncoder(nn.Module):
         self.eos_id = getattr(tower, "text_eos_id", getattr(tower, "eos_id", None))
         self.register_buffer("attn_mask", tower.attn_mask, persistent=False)
         self.frozen = frozen
-        self.cache = TextEmbeddingCache() if (frozen and cache) else None
+        self.miss_batch_size = int(miss_batch_size)
+        self.length_multiple = int(length_multiple)
+        # Cutting trailing padding leaves a position's output unchanged only if it never attends to later positions
+        # and the pooled position lies inside the text.
+        self.cuts_to_length = tower.attn_mask is not None and self.pool_type in ("argmax", "eos", "first")
+        self.cache = TextEmbeddingCache(cache_max_bytes) if (frozen and cache) else None
         self._cache_id = uuid.uuid4().hex
         # New weights make cached embeddings stale; the hook also fires when a parent module loads a state dict.
         self.register_load_state_dict_post_hook(ClipTextEncoder._clear_cache)
@@ -232,20 +262,18 @@ class ClipTextEncoder(nn.Module):
             return self.text_projection(x)
         return x @ self.text_projection
 
-    def _encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Projected features ``[B, L', embed_dim]`` of tokens ``[B, L']``, ``L'`` at most the context length."""
+        length = tokens.shape[1]
         cast_dtype = self.transformer.get_cast_dtype()
-        x = self.token_embedding(tokens).to(cast_dtype) + self.positional_embedding.to(cast_dtype)
-        x = self.ln_final(self.transformer(x, attn_mask=self.attn_mask))
-        projected = self._project(x)
-        # The projection is linear, so pooling projected tokens equals CLIP's encode_text (pool then project).
-        pooled = text_global_pool(projected, tokens, self.pool_type, eos_token_id=self.eos_id)
-        return x, projected, pooled
+        x = self.token_embedding(tokens).to(cast_dtype) + self.positional_embedding[:length].to(cast_dtype)
+        attn_mask = self.attn_mask
+        if attn_mask is not None:
+            attn_mask = attn_mask[:length, :length]
+        # The projection is linear, so pooling projected tokens equals CLIP's encode_text (pool, then project).
+        return self._project(self.ln_final(self.transformer(x, attn_mask=attn_mask)))
 
-    def _encode_one_by_one(self, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        rows = [self._encode(row.unsqueeze(0)) for row in tokens]
-        return tuple(torch.cat(parts) for parts in zip(*rows))
-
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.ndim != 2 or tokens.dtype not in (torch.int32, torch.int64):
             raise ValueError(
                 f"ClipTextEncoder expects integer tokens [B, L], got shape {list(tokens.shape)} dtype {tokens.dtype}."
@@ -255,25 +283,120 @@ class ClipTextEncoder(nn.Module):
                 f"Token length {tokens.shape[1]} differs from the CLIP context length {self.context_length}; "
                 "tokenize with the tokenizer of the same CLIP model."
             )
-        tokens = tokens.long()
-        padding_mask = tokens == 0
+        return tokens.long()
+
+    def _encode_full(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tokens = tokens.to(self.token_embedding.weight.device)
+        projected = self._project_tokens(tokens)
+        pooled = text_global_pool(projected, tokens, self.pool_type, eos_token_id=self.eos_id)
+        return projected, pooled, tokens == 0
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        tokens = self._check_tokens(tokens)
         if not self.frozen:
-            features, projected, pooled = self._encode(tokens)
+            projected, pooled, padding_mask = self._encode_full(tokens)
         elif torch.jit.is_scripting():  # TorchScript keeps no cache: every batch is encoded
             with torch.no_grad():
-                features, projected, pooled = self._encode(tokens)
+                projected, pooled, padding_mask = self._encode_full(tokens)
         else:
-            features, projected, pooled = self._encode_frozen(tokens)
-        return features, projected, pooled, padding_mask
+            projected, pooled, padding_mask = self._encode_frozen(tokens)
+        return projected, pooled, padding_mask
+
+    def encode_pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The pooled embeddings ``[B, embed_dim]`` of tokens ``[B, L]`` (cached apart from :meth:`forward`'s entries,
+        at 1/T of their size: for texts of which only the sentence embedding is read)."""
+        tokens = self._check_tokens(tokens)
+        if not self.frozen:
+            pooled = self._encode_full(tokens)[1]
+        elif torch.jit.is_scripting():
+            with torch.no_grad():
+                pooled = self._encode_full(tokens)[1]
+        else:
+            pooled = self._encode_frozen_pooled(tokens)
+        return pooled
+
+    @torch.jit.unused
+    def _pool_positions(self, host_tokens: torch.Tensor) -> torch.Tensor:
+        """Per row, the position ``text_global_pool`` reads (as open_clip computes it, on the host)."""
+        if self.pool_type == "argmax":
+            return host_tokens.argmax(dim=-1)
+        if self.pool_type == "eos":
+            return (host_tokens == self.eos_id).int().argmax(dim=-1)
+        if self.pool_type == "first":
+            return torch.zeros(host_tokens.shape[0], dtype=torch.long)
+        return torch.full((host_tokens.shape[0],), host_tokens.shape[1] - 1, dtype=torch.long)
+
+    @torch.jit.unused
+    def _token_lengths(self, host_tokens: torch.Tensor) -> list[int]:
+        """Per row, the tokens up to the last non-padding one (at least one); the full context without cutting."""
+        if not self.cuts_to_length:
+            return [host_tokens.shape[1]] * host_tokens.shape[0]
+        positions = torch.arange(1, host_tokens.shape[1] + 1)
+        return (positions * (host_tokens != 0)).amax(dim=-1).clamp_min(1).tolist()
+
+    @torch.jit.unused
+    def _encode_misses(
+        self, host_tokens: torch.Tensor, lengths: list[int], positions: list[int], missing: list[int], pooled_only: bool
+    ) -> list[torch.Tensor]:
+        """Cache values of the rows ``missing``: encoded in calls of ``miss_batch_size`` rows, grouped by length."""
+        by_length: dict[int, list[int]] = {}
+        for row in missing:
+            bucket = min(-(-lengths[row] // self.length_multiple) * self.length_multiple, host_tokens.shape[1])
+            by_length.setdefault(bucket, []).append(row)
+        device = self.token_embedding.weight.device
+        values: dict[int, torch.Tensor] = {}
+        for bucket, rows in by_length.items():
+            for start in range(0, len(rows), self.miss_batch_size):
+                chunk = rows[start : start + self.miss_batch_size]
+                batch = host_tokens.new_zeros(self.miss_batch_size, bucket)
+                batch[: len(chunk)] = host_tokens[chunk, :bucket]
+                projected = self._project_tokens(batch.to(device, non_blocking=True))
+                # clone: an entry must own its memory, not keep the whole call's output alive.
+                for index, row in enumerate(chunk):
+                    kept = projected[index, positions[row]] if pooled_only else projected[index, : lengths[row]]
+                    values[row] = kept.clone()
+        return [values[row] for row in missing]
+
+    @torch.jit.unused
+    def _cached_values(self, host_tokens: torch.Tensor, lengths: list[int], positions: list[int], pooled_only: bool):
+        """One cache value per row of ``host_tokens``, encoding the rows the cache lacks."""
+        device = self.token_embedding.weight.device
+        autocast_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+        # Inference-mode tensors cannot enter autograd later, so they are cached apart from no_grad ones.
+        encoder_id = (
+            self._cache_id,
+            str(device),
+            str(autocast_dtype),
+            torch.is_inference_mode_enabled(),
+            "pooled" if pooled_only else "tokens",
+        )
+        keys = [TextEmbeddingCache.make_key(encoder_id, row[:length]) for row, length in zip(host_tokens, lengths)]
+        return self.cache.get_or_compute(
+            keys, lambda missing: self._encode_misses(host_tokens, lengths, positions, missing, pooled_only)
+        )
 
     @torch.jit.unused
     def _encode_frozen(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             if self.cache is None:
-                return self._encode(tokens)
-            device_type = tokens.device.type
-            autocast_dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
-            # Inference-mode tensors cannot enter autograd later, so they are cached apart from no_grad ones.
-            encoder_id = (self._cache_id, str(tokens.device), str(autocast_dtype), torch.is_inference_mode_enabled())
-            keys = [TextEmbeddingCache.make_key(encoder_id, row) for row in tokens]
-            return self.cache.get_or_compute(keys, lambda missing: self._encode_one_by_one(tokens[missing]))
+                return self._encode_full(tokens)
+            # Tokens on the host (as the data loader made them) give keys without waiting for the device.
+            host_tokens = tokens.detach().to("cpu")
+            lengths = self._token_lengths(host_tokens)
+            positions = self._pool_positions(host_tokens).tolist()
+            values = self._cached_values(host_tokens, lengths, positions, pooled_only=False)
+            projected = nn.utils.rnn.pad_sequence(values, batch_first=True)
+            pooled = torch.stack([value[position] for value, position in zip(values, positions)])
+            device = self.token_embedding.weight.device
+            padding_mask = (host_tokens[:, : max(lengths)] == 0).to(device, non_blocking=True)
+            return projected, pooled, padding_mask
+
+    @torch.jit.unused
+    def _encode_frozen_pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if self.cache is None:
+                return self._encode_full(tokens)[1]
+            host_tokens = tokens.detach().to("cpu")
+            lengths = self._token_lengths(host_tokens)
+            positions = self._pool_positions(host_tokens).tolist()
+            return torch.stack(self._cached_values(host_tokens, lengths, positions, pooled_only=True))

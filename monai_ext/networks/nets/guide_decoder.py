@@ -107,6 +107,7 @@ class GuideDecoderNet(nn.Module):
             widths (the last three) must be multiples of 4 (position code) and of ``attention_heads``.
         attention_heads: heads of the self- and cross-attention of every guide layer.
         default_prompt: report used when ``forward`` gets no text (image-only tools such as ``verify_net_in_out``).
+        text_cache_max_bytes: bound in bytes of the frozen text encoder's cache (see :class:`TGCNet`).
 
     See the module docstring for inputs, outputs and an example.
     """
@@ -120,6 +121,7 @@ class GuideDecoderNet(nn.Module):
         channels: Sequence[int] = (16, 32, 64, 128, 256),
         attention_heads: int = 4,
         default_prompt: str = "Pulmonary infection in the lungs.",
+        text_cache_max_bytes: int | None = 2**30,
     ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -136,7 +138,7 @@ class GuideDecoderNet(nn.Module):
 
         # Frozen CLIP text encoder (the visual tower of the CLIP model is not kept).
         clip = create_clip(clip_model_name, pretrained=clip_pretrained, checkpoint=clip_checkpoint)
-        self.text_encoder = ClipTextEncoder(clip, frozen=True, cache=True)
+        self.text_encoder = ClipTextEncoder(clip, frozen=True, cache=True, cache_max_bytes=text_cache_max_bytes)
 
         # Decoder, deepest first: stage i reads the 1/2**(4-i) map, is guided for i < 3, then goes up to the next skip.
         deep_to_fine = channels[::-1]
@@ -167,7 +169,7 @@ class GuideDecoderNet(nn.Module):
         elif text_tokens.dim() == 1:
             text_tokens = text_tokens.unsqueeze(0)
         # Encode each report once and broadcast its features, rather than encoding B copies of one report.
-        _, text, _, text_pad = self.text_encoder(text_tokens.to(device=images.device, dtype=torch.long))
+        text, _, text_pad = self.text_encoder(text_tokens.long())
         text = match_batch(text, images.shape[0])
         text_pad = match_batch(text_pad, images.shape[0])
 

@@ -97,12 +97,17 @@ class TGCNet(nn.Module):
         clip_layer_indices: ViT depths to tap (default: four evenly spaced).
         return_auxiliary: in training mode return the auxiliary outputs with the logits (see Outputs); ``False``:
             the logits alone in every mode.
+        text_cache_max_bytes: bound in bytes of the frozen text encoder's cache (per process; least recently used
+            out first; ``None``: no bound). A report takes about ``4 * embed_dim`` bytes per token in float32 (about
+            38 KiB for 19 tokens with ViT-B-16), half that under bf16 autocast; a knowledge sentence ``4 * embed_dim``.
 
     Inputs:
         image: ``[B, in_channels, H, W]`` float in [0, 1]; H and W multiples of the ViT patch size (16).
         text_tokens: ``[B, L]`` CLIP tokens of the report (``[1, L]`` is shared by all images), or None for
             ``default_prompt``.
         knowledge_tokens: ``[B, K, L]`` CLIP tokens of knowledge sentences; all-zero rows are padding.
+        Tokens are best given on the host, as the data loader makes them (``monai_ext.engines.PrepareBatchTextInput``,
+        ``monai_ext.inferers.MetaInputInferer``): the text cache is keyed there, without waiting for the device.
 
     Outputs:
         In eval mode (inference, export) or with ``return_auxiliary=False``: ``[B, 1, H, W]`` segmentation logits.
@@ -144,6 +149,7 @@ class TGCNet(nn.Module):
         attention_heads: int = 4,
         clip_layer_indices: Sequence[int] | None = None,
         return_auxiliary: bool = True,
+        text_cache_max_bytes: int | None = 2**30,
     ):
         super().__init__()
         if len(cnn_channels) != 5 or len(decoder_channels) != 4:
@@ -156,7 +162,7 @@ class TGCNet(nn.Module):
         self.use_vlcm = use_vlcm
         self.return_auxiliary = return_auxiliary
         self.image_encoder = ClipImageEncoder(clip, layer_indices=clip_layer_indices, frozen=True)
-        self.text_encoder = ClipTextEncoder(clip, frozen=True, cache=True)
+        self.text_encoder = ClipTextEncoder(clip, frozen=True, cache=True, cache_max_bytes=text_cache_max_bytes)
         embed_dim = self.image_encoder.embed_dim
         vit_channels = self.image_encoder.out_channels
 
@@ -208,17 +214,18 @@ class TGCNet(nn.Module):
         self, text_tokens: torch.Tensor, knowledge_tokens: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Adapted text sequence [B, T, D], its padding mask [B, T] and the pooled report embedding [B, D]."""
-        _, report_tokens, report_pooled, report_pad = self.text_encoder(text_tokens)
+        report_tokens, report_pooled, report_pad = self.text_encoder(text_tokens)
         batch = text_tokens.shape[0]
+        device = report_tokens.device
         parts = [report_tokens]
         pads = [report_pad]
         if self.use_knowledge and knowledge_tokens is not None and knowledge_tokens.shape[1] > 0:
-            flat = knowledge_tokens.reshape(-1, knowledge_tokens.shape[-1])
-            _, _, knowledge_pooled, _ = self.text_encoder(flat)
+            # Of a knowledge sentence only its pooled embedding is read (and cached).
+            knowledge_pooled = self.text_encoder.encode_pooled(knowledge_tokens.reshape(-1, knowledge_tokens.shape[-1]))
             parts.append(knowledge_pooled.reshape(batch, knowledge_tokens.shape[1], -1))
-            pads.append((knowledge_tokens == 0).all(dim=-1))
+            pads.append((knowledge_tokens == 0).all(dim=-1).to(device, non_blocking=True))
         parts.append(self.prompt_tokens.unsqueeze(0).expand(batch, -1, -1).to(report_tokens.dtype))
-        pads.append(torch.zeros(batch, self.prompt_tokens.shape[0], dtype=torch.bool, device=text_tokens.device))
+        pads.append(torch.zeros(batch, self.prompt_tokens.shape[0], dtype=torch.bool, device=device))
         sequence = self.text_adapter(torch.cat(parts, dim=1))
         return sequence, torch.cat(pads, dim=1), self.text_adapter(report_pooled)
 
@@ -231,9 +238,11 @@ class TGCNet(nn.Module):
             text_tokens = self.default_text_tokens.expand(image.shape[0], -1)
         elif text_tokens.dim() == 1:
             text_tokens = text_tokens.unsqueeze(0)
-        text_tokens = match_batch(text_tokens.to(device=image.device, dtype=torch.long), image.shape[0])
+        # Tokens stay where the data loader made them (the host): the text encoder keys its cache there and moves
+        # what it encodes to its device, so that a step waits for no device-to-host copy.
+        text_tokens = match_batch(text_tokens.long(), image.shape[0])
         if knowledge_tokens is not None:
-            knowledge_tokens = match_batch(knowledge_tokens.to(device=image.device, dtype=torch.long), image.shape[0])
+            knowledge_tokens = match_batch(knowledge_tokens.long(), image.shape[0])
 
         vit_maps, _ = self.image_encoder(image)
         scales: list[torch.Tensor] = []

@@ -12,10 +12,11 @@ The paper names two parts around a CLIP backbone and publishes no code; the conc
   cached.
 * Text-Guided Pixel Decoder (:class:`~monai_ext.networks.blocks.text_guided_decoder.TextGuidedPixelDecoder`): the
   aggregated deepest pixels attend to the class embeddings, an FPN-like path fuses the shallower levels, and the logits
-  add a learned-temperature cosine between pixel and class embeddings to a conv head.
-* Auxiliary outputs: in training the network also returns the decoder's pixel embeddings and the class embeddings, for
+  add a learned-temperature cosine between the 1/2-resolution pixel features and the class embeddings (projected to
+  the decoder width) to a conv head.
+* Auxiliary outputs: in training the network also returns that cosine map, for
   :class:`~monai_ext.losses.alignment.PixelTextAlignmentLoss`, which makes the text term segment on its own rather
-  than leaving it to the conv head.
+  than leaving it to the conv head; the similarity is computed once per forward, by the decoder, and the loss reuses it.
 """
 
 from __future__ import annotations
@@ -138,22 +139,22 @@ class VLSANet(nn.Module):
 
     Outputs:
         In eval mode (inference, export) or with ``return_auxiliary=False``: logits ``[B, K, H, W]`` (one channel per
-        class; apply softmax over channels). In training mode a dict: ``"pred"`` (the logits), ``"pixel_embeddings"``
-        ``[B, D, H/2, W/2]`` and ``"class_embeddings"`` ``[B, K, D]`` (one copy per image, so that the dict
-        decollates along the batch) for the alignment loss, and with EM ``"em_assignments"`` ``[B, N, num_bases]``
-        and ``"em_bases"`` ``[B, decoder_channels, num_bases]`` (N: the patches of the deepest level).
+        class; apply softmax over channels). In training mode a dict: ``"pred"`` (the logits),
+        ``"pixel_text_similarity"`` ``[B, K, H/2, W/2]`` (the decoder's cosine between each pixel and each class
+        embedding, in [-1, 1], for the alignment loss), and with EM ``"em_assignments"`` ``[B, N, num_bases]`` and
+        ``"em_bases"`` ``[B, decoder_channels, num_bases]`` (N: the patches of the deepest level).
 
     Example::
 
         net = VLSANet(TINY_CLIP_NAME, class_prompts="bundles/vlsanet/configs/prompts_fundus.json")
         image = torch.rand(2, 3, 224, 224)
         logits = net.eval()(image)  # [2, 3, 224, 224]
-        outputs = net.train()(image)  # {"pred": [2, 3, 224, 224], "pixel_embeddings": [2, 64, 112, 112], ...}
+        outputs = net.train()(image)  # {"pred": [2, 3, 224, 224], "pixel_text_similarity": [2, 3, 112, 112], ...}
         loss_fn = AuxiliaryOutputLoss(
             DiceCELoss(to_onehot_y=True, softmax=True),
             PixelTextAlignmentLoss(),
             weight=0.1,
-            aux_keys=["pixel_embeddings", "class_embeddings"],
+            aux_keys=["pixel_text_similarity"],
         )
         loss = loss_fn(outputs, label)
 
@@ -241,6 +242,9 @@ class VLSANet(nn.Module):
         if use_text:
             self.text_encoder = ClipTextEncoder(clip, frozen=freeze_clip is not False, cache=True)
             self.register_buffer("prompt_tokens", self._tokenize_prompts(), persistent=False)
+            # A host copy that moving the module leaves behind: the cached class embeddings are encoded from it, so
+            # that the text cache is keyed without a device-to-host copy.
+            self._prompt_tokens_host = self.prompt_tokens.clone()
         else:
             self.learned_class_embeddings = nn.Parameter(torch.randn(self.num_classes, embed_dim) * embed_dim**-0.5)
         self._class_embedding_cache = {}  # (device, inference mode) -> class embeddings
@@ -308,15 +312,16 @@ class VLSANet(nn.Module):
         return count_parameters(self)
 
     def _encode_prompts(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens ``[..., P, L]`` -> L2-normalised mean of the normalised prompt embeddings ``[..., D]``."""
+        """Tokens ``[..., P, L]`` -> L2-normalised mean of the normalised prompt embeddings ``[..., D]``.
+
+        Every row is encoded and padding rows are masked out arithmetically (no boolean indexing, which would wait
+        for the device); each class has at least one prompt (:meth:`_check_text_tokens`, the class name itself).
+        """
         flat = tokens.reshape(-1, tokens.shape[-1])
-        present = (flat != 0).any(dim=-1)
-        if not present.reshape(-1, tokens.shape[-2]).any(dim=-1).all():
-            raise ValueError("Every class needs at least one prompt: some class has only all-zero (padding) rows.")
-        pooled = self.text_encoder(flat[present])[2].float()
-        embeddings = pooled.new_zeros(flat.shape[0], pooled.shape[-1])
-        embeddings[present] = F.normalize(pooled, dim=-1)
-        return F.normalize(embeddings.reshape(list(tokens.shape[:-1]) + [-1]).sum(dim=-2), dim=-1)
+        pooled = F.normalize(self.text_encoder.encode_pooled(flat).float(), dim=-1)
+        present = (flat != 0).any(dim=-1).to(device=pooled.device, dtype=pooled.dtype, non_blocking=True)
+        embeddings = (pooled * present.unsqueeze(-1)).reshape(list(tokens.shape[:-1]) + [-1])
+        return F.normalize(embeddings.sum(dim=-2), dim=-1)
 
     def _check_text_tokens(self, text_tokens: torch.Tensor, batch: int) -> torch.Tensor:
         if text_tokens.dtype not in (torch.int32, torch.int64):
@@ -330,6 +335,8 @@ class VLSANet(nn.Module):
             )
         if text_tokens.ndim == 4 and text_tokens.shape[0] not in (1, batch):
             raise ValueError(f"text_tokens hold prompts for {text_tokens.shape[0]} images but the batch has {batch}.")
+        if not (text_tokens != 0).any(dim=-1).any(dim=-1).all():
+            raise ValueError("Every class needs at least one prompt: some class has only all-zero (padding) rows.")
         return text_tokens.long()
 
     def class_embeddings(self, text_tokens: torch.Tensor | None = None, batch: int = 1) -> torch.Tensor:
@@ -348,8 +355,7 @@ class VLSANet(nn.Module):
             return self.learned_class_embeddings
         else:
             if text_tokens is not None:
-                tokens = self._check_text_tokens(text_tokens.to(self.prompt_tokens.device), batch)
-                return self._encode_prompts_float32(tokens)
+                return self._encode_prompts_float32(self._check_text_tokens(text_tokens, batch))
             if torch.jit.is_scripting():
                 return self._encode_prompts_float32(self.prompt_tokens)
             else:
@@ -369,7 +375,7 @@ class VLSANet(nn.Module):
         key = (str(self.prompt_tokens.device), torch.is_inference_mode_enabled())
         if cacheable and key in self._class_embedding_cache:
             return self._class_embedding_cache[key]
-        embeddings = self._encode_prompts_float32(self.prompt_tokens)
+        embeddings = self._encode_prompts_float32(self._prompt_tokens_host)
         if cacheable:
             self._class_embedding_cache[key] = embeddings
         return embeddings
@@ -378,7 +384,8 @@ class VLSANet(nn.Module):
         if torch.jit.is_scripting():  # TorchScript's autocast needs a constant device type; scripted runs are float32
             return self._encode_prompts(tokens)
         else:
-            with torch.autocast(tokens.device.type, enabled=False):
+            # The encoder's device, not the tokens': they may be a host copy.
+            with torch.autocast(self.prompt_tokens.device.type, enabled=False):
                 return self._encode_prompts(tokens)
 
     def forward(
@@ -401,16 +408,12 @@ class VLSANet(nn.Module):
         class_embeddings = self.class_embeddings(text_tokens, batch=image.shape[0])
         if class_embeddings.ndim == 3 and class_embeddings.shape[0] == 1:
             class_embeddings = class_embeddings[0]
-        logits, pixel_embeddings = self.decoder(
+        logits, similarity = self.decoder(
             [stem_half, stem_quarter] + levels, class_embeddings, output_size=image.shape[-2:]
         )
         if not (self.training and self.return_auxiliary):
             return logits
-        outputs: dict[str, torch.Tensor] = {
-            "pred": logits,
-            "pixel_embeddings": pixel_embeddings,
-            "class_embeddings": class_embeddings.expand(image.shape[0], -1, -1),
-        }
+        outputs: dict[str, torch.Tensor] = {"pred": logits, "pixel_text_similarity": similarity}
         if assignments is not None and bases is not None:  # with EM
             outputs["em_assignments"], outputs["em_bases"] = assignments, bases
         return outputs
