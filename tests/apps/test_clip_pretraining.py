@@ -60,7 +60,7 @@ def test_captions_at_their_real_length_encode_as_the_full_context():
     torch.manual_seed(0)
     clip = create_clip(TINY_CLIP_NAME)
     tokens = get_clip_tokenizer(TINY_CLIP_NAME)(["a dense white patch in the upper left lung.", "clear lungs."])
-    pooled = ClipTextEncoder(clip, frozen=True, cache=False)(tokens)[2]
+    pooled = ClipTextEncoder(clip, frozen=True, cache=False)(tokens)[1]
     with torch.no_grad():
         torch.testing.assert_close(encode_captions(clip, tokens), pooled, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(encode_captions(clip, tokens), clip.encode_text(tokens), atol=1e-5, rtol=1e-5)
