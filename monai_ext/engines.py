@@ -37,7 +37,6 @@ class PrepareBatchTextInput(PrepareBatchExtraInput):
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
         image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
-        if isinstance(self.extra_keys, dict):
-            return image, label, (), {arg: batchdata[key] for arg, key in self.extra_keys.items()}
-        keys = [self.extra_keys] if isinstance(self.extra_keys, str) else list(self.extra_keys)
-        return image, label, tuple(batchdata[key] for key in keys), {}
+        # MONAI's own reading of extra_keys; without a device it moves nothing (`.to(device=None)` is the tensor).
+        _, _, args, extra = super().__call__(batchdata)
+        return image, label, args, extra

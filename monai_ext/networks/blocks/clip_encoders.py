@@ -358,8 +358,13 @@ class ClipTextEncoder(nn.Module):
         return [values[row] for row in missing]
 
     @torch.jit.unused
-    def _cached_values(self, host_tokens: torch.Tensor, lengths: list[int], positions: list[int], pooled_only: bool):
-        """One cache value per row of ``host_tokens``, encoding the rows the cache lacks."""
+    def _cached_values(self, tokens: torch.Tensor, pooled_only: bool):
+        """``(values, host_tokens, lengths, positions)``: one cache value per row of ``tokens``, encoding the rows the
+        cache lacks, with the host tokens and each row's length and pooled position they were read from."""
+        # Tokens on the host (as the data loader made them) give keys without waiting for the device.
+        host_tokens = tokens.detach().to("cpu")
+        lengths = self._token_lengths(host_tokens)
+        positions = self._pool_positions(host_tokens).tolist()
         device = self.token_embedding.weight.device
         autocast_dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
         # Inference-mode tensors cannot enter autograd later, so they are cached apart from no_grad ones.
@@ -371,20 +376,17 @@ class ClipTextEncoder(nn.Module):
             "pooled" if pooled_only else "tokens",
         )
         keys = [TextEmbeddingCache.make_key(encoder_id, row[:length]) for row, length in zip(host_tokens, lengths)]
-        return self.cache.get_or_compute(
+        values = self.cache.get_or_compute(
             keys, lambda missing: self._encode_misses(host_tokens, lengths, positions, missing, pooled_only)
         )
+        return values, host_tokens, lengths, positions
 
     @torch.jit.unused
     def _encode_frozen(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             if self.cache is None:
                 return self._encode_full(tokens)
-            # Tokens on the host (as the data loader made them) give keys without waiting for the device.
-            host_tokens = tokens.detach().to("cpu")
-            lengths = self._token_lengths(host_tokens)
-            positions = self._pool_positions(host_tokens).tolist()
-            values = self._cached_values(host_tokens, lengths, positions, pooled_only=False)
+            values, host_tokens, lengths, positions = self._cached_values(tokens, pooled_only=False)
             projected = nn.utils.rnn.pad_sequence(values, batch_first=True)
             pooled = torch.stack([value[position] for value, position in zip(values, positions)])
             device = self.token_embedding.weight.device
@@ -396,7 +398,4 @@ class ClipTextEncoder(nn.Module):
         with torch.no_grad():
             if self.cache is None:
                 return self._encode_full(tokens)[1]
-            host_tokens = tokens.detach().to("cpu")
-            lengths = self._token_lengths(host_tokens)
-            positions = self._pool_positions(host_tokens).tolist()
-            return torch.stack(self._cached_values(host_tokens, lengths, positions, pooled_only=True))
+            return torch.stack(self._cached_values(tokens, pooled_only=True)[0])
