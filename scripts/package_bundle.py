@@ -2,11 +2,11 @@
 
 Usage (from the repository root)::
 
-    python scripts/package_bundle.py --bundle_dir bundles/tgcnet --output dist/tgcnet_v0.2.0.zip
+    python scripts/package_bundle.py --bundle_dir bundles/tgcnet --output dist/tgcnet_v0.3.0.zip
     python scripts/package_bundle.py --bundle_dir bundles/tgcnet --include_demo False   # no demo configs/generators
     python scripts/package_bundle.py --bundle_dir bundles/tgcnet --weights runs/tgcnet/model.pt \
-        --weights_url https://github.com/<org>/<repo>/releases/download/v0.2.0/tgcnet_model.pt   # with weights
-    python scripts/package_bundle.py --verify dist/tgcnet_v0.2.0.zip   # check hashes only
+        --weights_url https://github.com/<org>/<repo>/releases/download/v0.3.0/tgcnet_model.pt   # with weights
+    python scripts/package_bundle.py --verify dist/tgcnet_v0.3.0.zip   # check hashes only
     python scripts/package_bundle.py --bundle_dir bundles/tgcnet --check_pins   # pins vs PyPI for Python 3.10
 
 The archive holds ``<bundle>/configs``, ``docs``, ``LICENSE``, ``large_files.yml``, ``scripts/monai_ext`` (the modules

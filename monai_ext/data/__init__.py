@@ -1,7 +1,8 @@
 """Dataset readers and transforms: LViT text tables, decathlon datalists with reports, checked image loading
 (PNG/JPEG, NIfTI, DICOM), mask checks 3D volume slicing for 2D models, per-domain datalists for domain generalisation,
-label maps checked against the label files before training, and the releases of published DG benchmarks (SLAug's
-MS-CMRSeg, CCSDG's RIGA+) read with their splits.
+label maps checked against the label files before training, random intensity curves for single-source domain
+generalisation (SLAug-style), and the releases of published DG benchmarks (SLAug's MS-CMRSeg, CCSDG's RIGA+) read
+with their splits.
 """
 
 from monai_ext.data.benchmarks import RIGA_SITES, SLAUG_MSCMRSEG_SPLITS, prepare_ccsdg_riga, prepare_slaug_mscmrseg
@@ -51,6 +52,8 @@ from monai_ext.data.transforms import (
     BinarizeMask,
     BinarizeMaskd,
     LabelValueError,
+    RandIntensityCurve,
+    RandIntensityCurved,
     RandomTextd,
     RecordSpacingd,
     SelectOutput,
@@ -94,6 +97,8 @@ __all__ = [
     "ImageReadError",
     "LabelValueError",
     "PydicomSeriesReader",
+    "RandIntensityCurve",
+    "RandIntensityCurved",
     "RandomTextd",
     "RecordSpacingd",
     "SafeSaveImaged",

@@ -1,6 +1,7 @@
 """Dataset transforms: one report drawn from several (:class:`RandomTextd`), checks of label values, the pixel
-spacing kept for evaluation (:class:`RecordSpacingd`), and the logits picked from a network's training outputs
-(:class:`SelectOutputd`)."""
+spacing kept for evaluation (:class:`RecordSpacingd`), the logits picked from a network's training outputs
+(:class:`SelectOutputd`), and random intensity curves for single-source domain generalisation
+(:class:`RandIntensityCurved`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
-from monai.transforms import MapTransform, Randomizable, Transform
-from monai.utils import convert_to_tensor
+from monai.transforms import MapTransform, Randomizable, RandomizableTransform, Transform
+from monai.utils import TransformBackends, convert_to_tensor
 from monai.utils.type_conversion import convert_to_dst_type
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "RecordSpacingd",
     "SelectOutput",
     "SelectOutputd",
+    "RandIntensityCurve",
+    "RandIntensityCurved",
 ]
 
 
@@ -276,4 +279,157 @@ class SelectOutputd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.select(d[key])
+        return d
+
+
+def _bezier_curve(control_x: np.ndarray, control_y: np.ndarray, num_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """``num_points`` points (x, y) of the cubic Bezier curve from (0, 0) through the control points ``(control_x[i],
+    control_y[i])`` to (1, 1), sampled at evenly spaced curve parameters; x comes out non-decreasing when the control
+    x-coordinates are sorted and in [0, 1] (every term of the curve's derivative is then non-negative)."""
+    t = np.linspace(0.0, 1.0, num_points)
+    weights = (3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3)  # the (0, 0) end point's weight multiplies zero
+    x = weights[0] * control_x[0] + weights[1] * control_x[1] + weights[2]
+    y = weights[0] * control_y[0] + weights[1] * control_y[1] + weights[2]
+    return np.maximum.accumulate(x), y  # rounding must not unsort x for np.interp
+
+
+class RandIntensityCurve(RandomizableTransform):
+    """Map intensities in [0, 1] through a random monotone curve, increasing or (inverting the contrast) decreasing:
+    the global intensity augmentation of single-source domain generalisation methods such as SLAug (Su et al., AAAI
+    2023), which lets a model trained on one MRI sequence see contrast inversions (bSSFP -> T2).
+
+    With probability ``prob`` the image is clipped to [0, 1] and mapped through a cubic Bezier curve from (0, 0) to
+    (1, 1) with two random interior control points in [0, 1]^2. The control points' x-coordinates are sorted, so the
+    curve is a function y(x), and so are their y-coordinates, so it is non-decreasing; it is sampled at ``num_points``
+    points and evaluated by linear interpolation. With probability ``invert_prob`` the result is ``1 - y(x)`` instead, a
+    non-increasing curve that inverts the contrast. The output stays in [0, 1].
+
+    The same curve is applied to every channel, or with ``channel_wise`` one curve (and one inversion draw) per channel.
+    A numpy array comes back as a numpy array, a tensor as a tensor on its device (a ``MetaTensor`` keeps its metadata);
+    a floating dtype is kept, other dtypes (which cannot hold values in [0, 1]) come back as float32. The curve is drawn
+    from ``R``: seed it with ``set_random_state`` (``Compose.set_random_state`` and
+    :class:`~monai_ext.handlers.EpochSeeder` do so).
+
+    Args:
+        prob: probability of applying a curve; otherwise the image is returned unchanged.
+        invert_prob: probability that an applied curve is inverted (``1 - y``).
+        channel_wise: draw one curve per channel (the first dimension) instead of one for all channels.
+        num_points: points the curve is sampled at before interpolating.
+
+    Example::
+
+        curve = RandIntensityCurve(prob=1.0, invert_prob=0.5).set_random_state(seed=0)
+        curve(torch.rand(1, 96, 96))  # values still in [0, 1], contrast possibly inverted
+    """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
+    def __init__(self, prob: float = 0.1, invert_prob: float = 0.5, channel_wise: bool = False, num_points: int = 1001):
+        RandomizableTransform.__init__(self, prob)
+        if not 0.0 <= invert_prob <= 1.0:
+            raise ValueError(f"invert_prob must be in [0, 1], got {invert_prob}.")
+        if num_points < 2:
+            raise ValueError(f"num_points must be at least 2, got {num_points}.")
+        self.invert_prob = invert_prob
+        self.channel_wise = channel_wise
+        self.num_points = num_points
+        # one (control_x, control_y, invert) per curve: a single one, or one per channel with channel_wise
+        self.curves: list[tuple[np.ndarray, np.ndarray, bool]] = []
+
+    def randomize(self, data: NdarrayOrTensor | None = None) -> None:
+        """Draw whether to apply a curve and, if so, the curve(s); ``data`` (the image) gives the channel count for
+        ``channel_wise``."""
+        super().randomize(None)
+        if not self._do_transform:
+            return
+        if self.channel_wise and data is None:
+            raise ValueError("RandIntensityCurve with channel_wise=True needs the image to draw one curve per channel.")
+        count = int(data.shape[0]) if self.channel_wise else 1
+        self.curves = []
+        for _ in range(count):
+            control_x = np.sort(self.R.uniform(0.0, 1.0, size=2))
+            control_y = np.sort(self.R.uniform(0.0, 1.0, size=2))
+            self.curves.append((control_x, control_y, bool(self.R.rand() < self.invert_prob)))
+
+    def _map(self, values: np.ndarray, curve: tuple[np.ndarray, np.ndarray, bool]) -> np.ndarray:
+        control_x, control_y, invert = curve
+        x, y = _bezier_curve(control_x, control_y, self.num_points)
+        mapped = np.interp(np.clip(values, 0.0, 1.0), x, y)
+        return 1.0 - mapped if invert else mapped
+
+    def __call__(self, img: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+        """Apply the curve to ``img`` (channel first); ``randomize=False`` reuses the last drawn curve."""
+        if randomize:
+            self.randomize(img)
+        if not self._do_transform:
+            return img
+        values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+        if self.channel_wise:
+            if len(self.curves) != values.shape[0]:
+                raise ValueError(
+                    f"RandIntensityCurve drew {len(self.curves)} channel curves, the image has {values.shape[0]} "
+                    "channels."
+                )
+            out = np.stack([self._map(channel, curve) for channel, curve in zip(values, self.curves)])
+        else:
+            out = self._map(values, self.curves[0])
+        if isinstance(img, torch.Tensor):
+            dtype = img.dtype if torch.is_floating_point(img) else torch.float32
+        else:
+            dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float32
+        return convert_to_dst_type(out, dst=img, dtype=dtype)[0]
+
+
+class RandIntensityCurved(RandomizableTransform, MapTransform):
+    """Dictionary version of :class:`RandIntensityCurve`: one draw per call, the same curve (or, with
+    ``channel_wise``, the same curve per channel) for every key, so that several images of an item stay consistent.
+
+    Args:
+        keys: the image entries, usually ``"image"`` (never the label).
+        prob: probability of applying a curve; otherwise the entries are left unchanged.
+        invert_prob: probability that an applied curve is inverted (``1 - y``).
+        channel_wise: one curve per channel; every key must then have the same number of channels.
+        num_points: points the curve is sampled at before interpolating.
+        allow_missing_keys: skip absent keys instead of raising ``KeyError``.
+
+    Example (a bundle config)::
+
+        {"_target_": "monai_ext.data.RandIntensityCurved", "keys": "image", "prob": 0.5, "invert_prob": 0.5}
+    """
+
+    backend = RandIntensityCurve.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        prob: float = 0.1,
+        invert_prob: float = 0.5,
+        channel_wise: bool = False,
+        num_points: int = 1001,
+        allow_missing_keys: bool = False,
+    ):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.curve = RandIntensityCurve(
+            prob=1.0, invert_prob=invert_prob, channel_wise=channel_wise, num_points=num_points
+        )
+
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> RandIntensityCurved:
+        super().set_random_state(seed, state)
+        self.curve.set_random_state(seed, state)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        first_key: Hashable = self.first_key(d)
+        if first_key == ():
+            return d
+        self.curve.randomize(d[first_key])
+        for key in self.key_iterator(d):
+            d[key] = self.curve(d[key], randomize=False)
         return d

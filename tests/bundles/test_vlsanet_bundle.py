@@ -70,6 +70,21 @@ def test_config_ids_and_ablation_switches():
     assert parser.get_parsed_content("loss").weight == 0.0
 
 
+@pytest.mark.parametrize("switch", [False, True])
+def test_intensity_curve_switch(switch):
+    """``augment_intensity_curve`` (off by default) puts one RandIntensityCurved after the spatial augmentations and
+    before the appearance ones."""
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    assert parser["augment_intensity_curve"] is False
+    parser["bundle_root"], parser["augment_intensity_curve"] = BUNDLE, switch
+    names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
+    assert names.count("RandIntensityCurved") == int(switch)
+    if switch:
+        assert names[names.index("RandIntensityCurved") - 1] == "RandFlipd"
+        assert names[names.index("RandIntensityCurved") + 1] == "RandAdjustContrastd"
+
+
 def test_network_in_out_without_text():
     verify_net_in_out(
         net_id="network_def",

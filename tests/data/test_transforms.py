@@ -1,4 +1,4 @@
-"""Mask binarisation and label value checks."""
+"""Mask binarisation, label value checks and random intensity curves."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-from monai_ext.data import BinarizeMask, BinarizeMaskd, LabelValueError, ValidateLabelValues, ValidateLabelValuesd
+from monai.transforms import Compose
+from monai_ext.data import (
+    BinarizeMask,
+    BinarizeMaskd,
+    LabelValueError,
+    RandIntensityCurve,
+    RandIntensityCurved,
+    ValidateLabelValues,
+    ValidateLabelValuesd,
+)
 
 
 @pytest.mark.parametrize("foreground", [1, 255])
@@ -41,3 +50,104 @@ def test_validate_label_values():
         ValidateLabelValues(allowed=(0, 1))(label)
     with pytest.raises(ValueError):
         ValidateLabelValues(allowed=())
+
+
+def _ramp(n: int = 201) -> np.ndarray:
+    return np.linspace(0.0, 1.0, n, dtype=np.float32)[None]  # one channel, increasing along the last axis
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("channel_wise", [False, True])
+def test_intensity_curve_stays_in_unit_range(seed, channel_wise):
+    image = np.random.default_rng(seed).uniform(-0.5, 1.5, size=(3, 16, 16)).astype(np.float32)  # clipped first
+    out = RandIntensityCurve(prob=1.0, channel_wise=channel_wise).set_random_state(seed=seed)(image)
+    assert out.shape == image.shape and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_intensity_curve_prob_0_is_identity():
+    image = MetaTensor(torch.rand(1, 8, 8), meta={"filename_or_obj": "a.nii"})
+    assert RandIntensityCurve(prob=0.0, invert_prob=1.0)(image) is image
+    data = {"image": image, "label": torch.zeros(1, 8, 8)}
+    out = RandIntensityCurved(keys=["image", "label"], prob=0.0, invert_prob=1.0)(data)
+    assert out["image"] is image and out["label"] is data["label"]
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("invert_prob, sign", [(1.0, -1), (0.0, 1)])
+def test_intensity_curve_is_monotone_decreasing_when_inverted(seed, invert_prob, sign):
+    out = RandIntensityCurve(prob=1.0, invert_prob=invert_prob).set_random_state(seed=seed)(_ramp())
+    steps = sign * np.diff(out[0].astype(np.float64))
+    assert steps.min() >= -1e-6, "the curve must be monotone (non-decreasing, or non-increasing when inverted)"
+    ends = (out[0, 0], out[0, -1])
+    assert np.allclose(ends, (1.0, 0.0) if sign < 0 else (0.0, 1.0), atol=1e-5)  # (0, 0) -> (1, 1), or inverted
+
+
+def test_intensity_curve_same_seed_same_output_different_seed_differs():
+    image = torch.rand(2, 16, 16, generator=torch.Generator().manual_seed(0))
+
+    def run(seed):
+        curve = RandIntensityCurve(prob=1.0, channel_wise=True).set_random_state(seed=seed)
+        return torch.stack([curve(image) for _ in range(3)])  # three successive draws
+
+    assert torch.equal(run(3), run(3))
+    assert not torch.allclose(run(3), run(4))
+
+
+def test_intensity_curve_reproducible_under_compose_reseeding():
+    """Reseeding the pipeline (``Compose.set_random_state``, as EpochSeeder does every epoch) replays the curves."""
+    pipeline = Compose([RandIntensityCurved(keys="image", prob=0.5)])
+    images = [{"image": torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(i))} for i in range(6)]
+
+    def epoch(seed):
+        pipeline.set_random_state(seed=seed)
+        return torch.stack([pipeline(item)["image"] for item in images])
+
+    assert torch.equal(epoch(11), epoch(11))
+    assert not torch.equal(epoch(11), epoch(12))
+
+
+def test_intensity_curve_dict_applies_one_curve_to_all_keys_and_leaves_others():
+    ramp = torch.as_tensor(_ramp())
+    data = {"image": ramp.clone(), "image2": ramp.clone(), "label": (ramp > 0.5).float()}
+    for seed in range(5):
+        out = RandIntensityCurved(keys=["image", "image2"], prob=1.0).set_random_state(seed=seed)(data)
+        assert torch.equal(out["image"], out["image2"])
+        assert not torch.equal(out["image"], ramp)
+        assert out["label"] is data["label"]
+    image = torch.rand(3, 8, 8)
+    per_channel = RandIntensityCurved(keys=["image", "image2"], prob=1.0, channel_wise=True).set_random_state(seed=0)
+    out = per_channel({"image": image, "image2": image.clone()})
+    assert torch.equal(out["image"], out["image2"])
+    with pytest.raises(ValueError, match="channels"):
+        per_channel({"image": image, "image2": image[:1]})
+
+
+def test_intensity_curve_applies_one_curve_to_all_channels_unless_channel_wise():
+    image = np.repeat(_ramp(), 3, axis=0)
+    same = RandIntensityCurve(prob=1.0).set_random_state(seed=0)(image)
+    assert np.array_equal(same[0], same[1]) and np.array_equal(same[0], same[2])
+    per_channel = RandIntensityCurve(prob=1.0, channel_wise=True).set_random_state(seed=0)(image)
+    assert not (np.array_equal(per_channel[0], per_channel[1]) and np.array_equal(per_channel[0], per_channel[2]))
+
+
+def test_intensity_curve_keeps_type_dtype_and_meta():
+    ramp = _ramp()
+    curve = RandIntensityCurve(prob=1.0)
+    as_numpy = curve(ramp.astype(np.float64))
+    assert isinstance(as_numpy, np.ndarray) and as_numpy.dtype == np.float64
+    as_tensor = curve(torch.as_tensor(ramp))
+    assert type(as_tensor) is torch.Tensor and as_tensor.dtype == torch.float32
+    as_half = curve(torch.as_tensor(ramp, dtype=torch.float16))
+    assert as_half.dtype == torch.float16
+    meta = curve(MetaTensor(torch.as_tensor(ramp), meta={"filename_or_obj": "bssfp_3.nii.gz"}))
+    assert isinstance(meta, MetaTensor) and meta.meta["filename_or_obj"] == "bssfp_3.nii.gz"
+    assert curve(np.zeros((1, 4), dtype=np.uint8)).dtype == np.float32  # integers cannot hold values in [0, 1]
+    out = RandIntensityCurved(keys="image", prob=1.0)({"image": ramp})["image"]
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32
+
+
+def test_intensity_curve_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="invert_prob"):
+        RandIntensityCurve(invert_prob=1.5)
+    with pytest.raises(ValueError, match="num_points"):
+        RandIntensityCurve(num_points=1)

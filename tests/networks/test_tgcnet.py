@@ -149,3 +149,43 @@ def test_alignment_term_trains_the_parts_before_the_similarity_map(tokenizer):
 def test_wrong_batch_of_config_arguments():
     with pytest.raises(ValueError, match="cnn_channels"):
         TGCNet(clip_model_name=TINY_CLIP_NAME, cnn_channels=(8, 16))
+
+
+def _head_inputs(net, image, tokens):
+    """The channels the head reads, recorded by a forward hook."""
+    seen = []
+    handle = net.head.register_forward_hook(lambda module, args, output: seen.append(args[0]))
+    with torch.no_grad():
+        net(image, tokens)
+    handle.remove()
+    return seen[0]
+
+
+def test_text_guidance_channels_reach_every_finer_scale(tokenizer):
+    """The guidance channels join the skip of each up block and the full-resolution features; with 0 they are gone."""
+    image = torch.rand(2, 1, SIZE, SIZE)
+    tokens = tokenizer(["Upper left lung infection.", "Lower right lung infection."])
+    guided, plain = make_net(guidance_channels=8), make_net(guidance_channels=0)
+    assert _head_inputs(guided, image, tokens).shape[1] == _head_inputs(plain, image, tokens).shape[1] + 8
+    for guided_block, plain_block in zip(guided.up_blocks, plain.up_blocks):
+        assert guided_block.conv[0].conv.in_channels == plain_block.conv[0].conv.in_channels + 8
+    assert not hasattr(plain, "guidance")
+    # The last guidance channels of the head's input are the report's: another report changes them.
+    first = _head_inputs(guided, image, tokens)[:, -8:]
+    second = _head_inputs(guided, image, tokens.flip(0))[:, -8:]
+    assert not torch.allclose(first, second)
+    with pytest.raises(ValueError, match="guidance_channels"):
+        make_net(guidance_channels=-1)
+
+
+def test_sentence_film_before_the_vlcm_is_a_switch(tokenizer):
+    """With the VLCM the pooled-report FiLM is optional; without it, it is the text path and always there."""
+    assert hasattr(make_net(), "film") and hasattr(make_net(), "calibration")
+    assert not hasattr(make_net(sentence_film=False), "film")
+    no_vlcm = make_net(use_vlcm=False, sentence_film=False)
+    assert hasattr(no_vlcm, "film") and not hasattr(no_vlcm, "calibration")
+    image = torch.rand(1, 1, SIZE, SIZE)
+    with torch.no_grad():
+        upper = no_vlcm(image, tokenizer(["Upper left lung infection."]))
+        lower = no_vlcm(image, tokenizer(["Lower right lung infection."]))
+    assert not torch.allclose(upper, lower)

@@ -31,7 +31,14 @@ def assert_same(eager, script, *inputs):
     return actual
 
 
-@pytest.mark.parametrize("switches", [{}, {"use_cnn_branch": False, "use_vlcm": False, "use_knowledge": False}])
+@pytest.mark.parametrize(
+    "switches",
+    [
+        {},
+        {"use_cnn_branch": False, "use_vlcm": False, "use_knowledge": False},
+        {"guidance_channels": 0, "sentence_film": False},
+    ],
+)
 def test_tgcnet_scripted_matches_eager(tokenizer, switches):
     torch.manual_seed(0)
     net = TGCNet(clip_model_name=TINY_CLIP_NAME, **switches).eval()

@@ -9,12 +9,13 @@ written down in ``bundles/tgcnet/docs/README.md``:
   knowledge sentences matched from an LLM-written knowledge file (each sentence has its own 77-token budget instead of
   crowding the report out). Trainable parts: a residual adapter on the token features and M learnable prompt tokens
   appended to the text sequence.
-* Vision-Language Calibration Module (VLCM): pixel embeddings in CLIP space attend to the text sequence
-  (token-to-pixel cross-attention), the text tokens are in turn calibrated by the pixels, and a learned similarity map
-  between pixels and the calibrated sentence embedding gates the decoder features at every scale. The similarity map
-  doubles as a coarse mask: in training the network returns it for the auxiliary image-text alignment loss
-  (:class:`monai_ext.losses.SimilarityMapLoss`).
-* A U-Net style decoder upsamples to a full-resolution single-channel logit map.
+* Vision-Language Calibration Module (VLCM): pixel embeddings in CLIP space, first modulated by the pooled report
+  embedding (FiLM: the sentence as a whole), attend to the text sequence (token-to-pixel cross-attention), the text
+  tokens are in turn calibrated by the pixels, and a learned similarity map between pixels and the calibrated sentence
+  embedding gates the decoder features at every scale. The similarity map doubles as a coarse mask: in training the
+  network returns it for the auxiliary image-text alignment loss (:class:`monai_ext.losses.SimilarityMapLoss`).
+* A U-Net style decoder upsamples to a full-resolution single-channel logit map; a few text-conditioned guidance
+  channels, computed from the calibrated pixels at 1/16, are given to every finer scale beside its skip.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class _CalibrationModule(nn.Module):
         return pixels, similarity * self.logit_scale + self.logit_bias
 
 
+def _resized(maps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``maps`` resampled (bilinear) to the spatial size of ``like``."""
+    return F.interpolate(maps, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
 class TGCNet(nn.Module):
     """Text-guided segmentation network with a frozen CLIP and few trainable parameters.
 
@@ -91,7 +97,8 @@ class TGCNet(nn.Module):
         adapter_hidden: hidden width of the text adapter (DATE).
         use_cnn_branch: SSE structure branch on/off (off: ViT features only, upsampled).
         use_knowledge: feed knowledge sentences to DATE (off: they are ignored even when given).
-        use_vlcm: calibration module on/off (off: the pooled text embedding modulates pixels by a FiLM layer).
+        use_vlcm: calibration module on/off (off: the FiLM layer of the pooled report embedding is the only place where
+            text meets pixels).
         default_prompt: report used when ``forward`` gets no text (image-only tools such as ``verify_net_in_out``).
         attention_heads: heads of the VLCM attention.
         clip_layer_indices: ViT depths to tap (default: four evenly spaced).
@@ -100,6 +107,13 @@ class TGCNet(nn.Module):
         text_cache_max_bytes: bound in bytes of the frozen text encoder's cache (per process; least recently used
             out first; ``None``: no bound). A report takes about ``4 * embed_dim`` bytes per token in float32 (about
             38 KiB for 19 tokens with ViT-B-16), half that under bf16 autocast; a knowledge sentence ``4 * embed_dim``.
+        guidance_channels: text-conditioned channels made from the (calibrated) pixel embeddings at 1/16 and
+            concatenated, resampled, to the skip of every finer scale and to the full-resolution features, so that the
+            decoder decides lesion by lesion, where its features show the lesion, what the report asked for (as the
+            oracle's input channels in ``docs/benchmarks.md`` do); 0: none (the gate is the only text signal there).
+        sentence_film: with the VLCM, modulate the pixel embeddings by the pooled report embedding (FiLM) before
+            the calibration, so that the network reads the whole sentence as well as its tokens; always on without
+            the VLCM, where it is the text path.
 
     Inputs:
         image: ``[B, in_channels, H, W]`` float in [0, 1]; H and W multiples of the ViT patch size (16).
@@ -130,7 +144,7 @@ class TGCNet(nn.Module):
     """
 
     # Switches TorchScript compiles as constants, so that the branch of a part a switch leaves out is not compiled.
-    __constants__ = ["use_cnn_branch", "use_knowledge", "use_vlcm"]
+    __constants__ = ["use_cnn_branch", "use_knowledge", "use_vlcm", "use_guidance", "sentence_film"]
 
     def __init__(
         self,
@@ -150,8 +164,12 @@ class TGCNet(nn.Module):
         clip_layer_indices: Sequence[int] | None = None,
         return_auxiliary: bool = True,
         text_cache_max_bytes: int | None = 2**30,
+        guidance_channels: int = 16,
+        sentence_film: bool = True,
     ):
         super().__init__()
+        if guidance_channels < 0:
+            raise ValueError(f"guidance_channels must be >= 0, got {guidance_channels}.")
         if len(cnn_channels) != 5 or len(decoder_channels) != 4:
             raise ValueError("cnn_channels needs 5 entries (full..1/16) and decoder_channels 4 entries (1/2..1/16).")
         clip = create_clip(clip_model_name, pretrained=clip_pretrained, checkpoint=clip_checkpoint)
@@ -160,6 +178,8 @@ class TGCNet(nn.Module):
         self.use_cnn_branch = use_cnn_branch
         self.use_knowledge = use_knowledge
         self.use_vlcm = use_vlcm
+        self.use_guidance = guidance_channels > 0
+        self.sentence_film = sentence_film or not use_vlcm
         self.return_auxiliary = return_auxiliary
         self.image_encoder = ClipImageEncoder(clip, layer_indices=clip_layer_indices, frozen=True)
         self.text_encoder = ClipTextEncoder(clip, frozen=True, cache=True, cache_max_bytes=text_cache_max_bytes)
@@ -188,18 +208,27 @@ class TGCNet(nn.Module):
 
         # VLCM in the shared CLIP embedding space.
         self.pixel_to_clip = nn.Conv2d(decoder_channels[-1], embed_dim, kernel_size=1)
+        if self.sentence_film:
+            self.film = nn.Linear(embed_dim, 2 * embed_dim)
         if use_vlcm:
             self.calibration = _CalibrationModule(embed_dim, attention_heads)
-        else:
-            self.film = nn.Linear(embed_dim, 2 * embed_dim)
         self.clip_to_pixel = nn.Conv2d(embed_dim, decoder_channels[-1], kernel_size=1)
+        if self.use_guidance:
+            self.guidance = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, guidance_channels))
 
         self.up_blocks = nn.ModuleList(
-            [SkipUpBlock(decoder_channels[i + 1], decoder_channels[i], decoder_channels[i]) for i in (2, 1, 0)]
+            [
+                SkipUpBlock(decoder_channels[i + 1], decoder_channels[i] + guidance_channels, decoder_channels[i])
+                for i in (2, 1, 0)
+            ]
         )
         self.head = nn.Sequential(
             Convolution(
-                2, decoder_channels[0] + full_res_channels, decoder_channels[0], kernel_size=3, norm="instance"
+                2,
+                decoder_channels[0] + full_res_channels + guidance_channels,
+                decoder_channels[0],
+                kernel_size=3,
+                norm="instance",
             ),
             nn.Conv2d(decoder_channels[0], 1, kernel_size=1),
         )
@@ -266,13 +295,19 @@ class TGCNet(nn.Module):
         text_seq, text_pad, report_pooled = self._text_sequence(text_tokens, knowledge_tokens)
         text_seq = text_seq.to(pixels.dtype)
         similarity: torch.Tensor | None = None
+        if self.sentence_film:
+            # The whole report (its pooled embedding) first modulates every pixel; the VLCM then reads it token by token.
+            scale, shift = self.film(report_pooled.to(pixels.dtype)).chunk(2, dim=-1)
+            pixels = pixels * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
         if self.use_vlcm:
             pixels, similarity = self.calibration(pixels, text_seq, text_pad)
             similarity = similarity.reshape(batch, 1, height, width)
-        else:
-            scale, shift = self.film(report_pooled.to(pixels.dtype)).chunk(2, dim=-1)
-            pixels = pixels * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
         x = deepest + self.clip_to_pixel(pixels.transpose(1, 2).reshape(batch, dim, height, width))
+        guidance: torch.Tensor | None = None
+        if self.use_guidance:
+            # A few text-conditioned channels at 1/16, given to every finer scale beside its skip, so that the decoder
+            # can keep or drop a lesion where its own features show it (the named findings are decided coarsely).
+            guidance = self.guidance(pixels).transpose(1, 2).reshape(batch, -1, height, width)
 
         for level, block in enumerate(self.up_blocks):
             skip = scales[len(scales) - 2 - level]  # the next finer scale
@@ -281,10 +316,14 @@ class TGCNet(nn.Module):
                     F.interpolate(similarity, size=skip.shape[-2:], mode="bilinear", align_corners=False)
                 )
                 skip = skip * (1 + gate)
+            if guidance is not None:
+                skip = torch.cat([skip, _resized(guidance, skip)], dim=1)
             x = block(x, skip)
         x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
         if self.use_cnn_branch:
             x = torch.cat([x, cnn_maps[0]], dim=1)
+        if guidance is not None:
+            x = torch.cat([x, _resized(guidance, x)], dim=1)
         logits = self.head(x)
         if not (self.training and self.return_auxiliary):
             return logits
