@@ -66,8 +66,9 @@ def _run_seed(command: list, seed_dir: str, reuse: bool) -> dict:
         return json.load(f)
 
 
-def _mean_unseen_dice(results: dict) -> dict[str, float]:
-    return {row["variant"]: row["mean Dice"] for row in results["rows"] if row["target_domain"] == "mean"}
+def _mean_unseen_dice(results: dict, target: str = "mean") -> dict[str, float]:
+    """Mean Dice per variant on one target domain (default: the mean over the unseen domains)."""
+    return {row["variant"]: row["mean Dice"] for row in results["rows"] if row["target_domain"] == target}
 
 
 def _markdown(summary: dict) -> str:
@@ -77,7 +78,9 @@ def _markdown(summary: dict) -> str:
         f"# VLSA-Net single-source DG on the synthetic {s['task']} demo, {len(seeds)} seeds",
         "",
         f"Trained on '{summary['source']}', tested on {', '.join(summary['targets'])}; {s['max_epochs']} epochs, "
-        f"{s['n_per_domain']} images per domain, CLIP: {s['clip']}, class prompts: {s['class_prompts'] or 'bundle'}. "
+        f"{s['n_per_domain']} images per domain, CLIP: {s['clip']}, class prompts: {s['class_prompts'] or 'bundle'}"
+        + (f", config overrides: `{json.dumps(s['overrides'])}`" if s.get("overrides") else "")
+        + ". "
         "Mean unseen-domain Dice (%, per-image mean over each target domain, then the mean over domains).",
         "",
         f"Command: `{s['command']}`",
@@ -93,6 +96,17 @@ def _markdown(summary: dict) -> str:
         lines.append(
             f"| {variant} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {mean:.2f} ± {sd:.2f} | {wins} |"
         )
+    targets = list(summary.get("per_target", {}))
+    if targets:
+        lines += ["", "Per target domain (Dice %, mean ± sd over the seeds):", ""]
+        lines += ["| variant | " + " | ".join(targets) + " |", "| --- " * (len(targets) + 1) + "|"]
+        for variant in summary["per_seed"]:
+            cells = []
+            for target in targets:
+                values = [summary["per_target"][target][variant][str(k)] for k in seeds]
+                sd = statistics.stdev(values) if len(values) > 1 else 0.0
+                cells.append(f"{statistics.fmean(values):.2f} ± {sd:.2f}")
+            lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -124,6 +138,7 @@ def main(
     clip: str = "aligned",
     parallel: int = 1,
     reuse: bool = True,
+    overrides: dict | None = None,
 ) -> str:
     """Run every seed (see the module docstring); returns the path of ``dg_seeds.md``.
 
@@ -133,17 +148,22 @@ def main(
         clip: ``"aligned"`` (the shipped pretrained tiny CLIP, demo prompts) or ``"random"`` (the demo's default).
         parallel: seeds at a time (each a separate process; set ``OMP_NUM_THREADS`` to cores / parallel).
         reuse: take seeds already finished with the same command instead of running them again.
+        overrides: bundle config overrides for every run of every seed, e.g. ``"{'augment_intensity_curve': True}"``
+            (use another ``output_dir`` for them: a seed made with other overrides is run again, not reused).
     """
     if clip not in ("aligned", "random"):
         raise ValueError(f"clip must be 'aligned' or 'random', got {clip!r}.")
     output_dir = os.path.abspath(output_dir or os.path.join("benchmark_results", f"dg_{task}_{clip}"))
     os.makedirs(output_dir, exist_ok=True)
-    overrides, prompts = {}, None
+    run_overrides, prompts = {}, None
     if clip == "aligned":
         prompts = os.path.join(BUNDLE_CONFIGS, f"prompts_{task}_demo.json")
-        overrides = {"clip_checkpoint": ALIGNED_TINY_CLIP_CHECKPOINT, "class_prompts": prompts}
+        run_overrides = {"clip_checkpoint": ALIGNED_TINY_CLIP_CHECKPOINT, "class_prompts": prompts}
+    run_overrides.update(overrides or {})
     jobs = {
-        seed: _seed_command(task, seed, os.path.join(output_dir, f"seed{seed}"), max_epochs, n_per_domain, overrides)
+        seed: _seed_command(
+            task, seed, os.path.join(output_dir, f"seed{seed}"), max_epochs, n_per_domain, run_overrides
+        )
         for seed in seeds
     }
     started = time.time()
@@ -166,6 +186,7 @@ def main(
             "n_per_domain": n_per_domain,
             "clip": "aligned tiny CLIP (monai_ext/clip_weights)" if clip == "aligned" else "random tiny CLIP",
             "class_prompts": None if prompts is None else os.path.relpath(prompts, REPO_ROOT),
+            "overrides": dict(overrides or {}),
             "date": time.strftime("%Y-%m-%d"),
             "minutes": (time.time() - started) / 60,
             "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]]),
@@ -174,6 +195,13 @@ def main(
         "targets": first["targets"],
         "per_seed": {
             variant: {str(seed): _mean_unseen_dice(results[seed])[variant] for seed in seeds} for variant in VARIANTS
+        },
+        "per_target": {
+            target: {
+                variant: {str(seed): _mean_unseen_dice(results[seed], target)[variant] for seed in seeds}
+                for variant in VARIANTS
+            }
+            for target in first["targets"]
         },
     }
     atomic_write_json(os.path.join(output_dir, "dg_seeds.json"), summary, overwrite=True)
