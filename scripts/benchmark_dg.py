@@ -66,9 +66,21 @@ def _run_seed(command: list, seed_dir: str, reuse: bool) -> dict:
         return json.load(f)
 
 
-def _mean_unseen_dice(results: dict, target: str = "mean") -> dict[str, float]:
-    """Mean Dice per variant on one target domain (default: the mean over the unseen domains)."""
+def _dice_by_variant(results: dict, target: str = "mean") -> dict[str, float]:
+    """Mean Dice per variant on one target domain (default ``"mean"``: the mean over the unseen domains)."""
     return {row["variant"]: row["mean Dice"] for row in results["rows"] if row["target_domain"] == target}
+
+
+def _dice_by_variant_and_seed(results: dict[int, dict], target: str) -> dict[str, dict[str, float]]:
+    """``{variant: {seed: Dice}}`` on one target domain (``"mean"``: the mean over them) from each seed's results."""
+    per_seed = {seed: _dice_by_variant(seed_results, target) for seed, seed_results in results.items()}
+    return {variant: {str(seed): dice[variant] for seed, dice in per_seed.items()} for variant in VARIANTS}
+
+
+def _mean_sd(values: list[float]) -> str:
+    """``"mean ± sd"`` of one table cell (sd 0 for a single seed)."""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.2f} ± {sd:.2f}"
 
 
 def _markdown(summary: dict) -> str:
@@ -92,20 +104,13 @@ def _markdown(summary: dict) -> str:
     for variant, by_seed in summary["per_seed"].items():
         values = [by_seed[str(k)] for k in seeds]
         wins = "" if variant == "full" else f"{sum(full[str(k)] > by_seed[str(k)] for k in seeds)} of {len(seeds)}"
-        mean, sd = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-        lines.append(
-            f"| {variant} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {mean:.2f} ± {sd:.2f} | {wins} |"
-        )
+        lines.append(f"| {variant} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {_mean_sd(values)} | {wins} |")
     targets = list(summary.get("per_target", {}))
     if targets:
         lines += ["", "Per target domain (Dice %, mean ± sd over the seeds):", ""]
         lines += ["| variant | " + " | ".join(targets) + " |", "| --- " * (len(targets) + 1) + "|"]
         for variant in summary["per_seed"]:
-            cells = []
-            for target in targets:
-                values = [summary["per_target"][target][variant][str(k)] for k in seeds]
-                sd = statistics.stdev(values) if len(values) > 1 else 0.0
-                cells.append(f"{statistics.fmean(values):.2f} ± {sd:.2f}")
+            cells = [_mean_sd([summary["per_target"][target][variant][str(k)] for k in seeds]) for target in targets]
             lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -175,7 +180,7 @@ def main(
         results = {}
         for seed, future in futures.items():
             results[seed] = future.result()
-            means = _mean_unseen_dice(results[seed])
+            means = _dice_by_variant(results[seed])
             print(f"seed {seed}: " + ", ".join(f"{v} {d:.2f}" for v, d in means.items()), flush=True)
     first = results[seeds[0]]
     summary = {
@@ -193,16 +198,8 @@ def main(
         },
         "source": first["source"],
         "targets": first["targets"],
-        "per_seed": {
-            variant: {str(seed): _mean_unseen_dice(results[seed])[variant] for seed in seeds} for variant in VARIANTS
-        },
-        "per_target": {
-            target: {
-                variant: {str(seed): _mean_unseen_dice(results[seed], target)[variant] for seed in seeds}
-                for variant in VARIANTS
-            }
-            for target in first["targets"]
-        },
+        "per_seed": _dice_by_variant_and_seed(results, "mean"),
+        "per_target": {target: _dice_by_variant_and_seed(results, target) for target in first["targets"]},
     }
     atomic_write_json(os.path.join(output_dir, "dg_seeds.json"), summary, overwrite=True)
     markdown_path = os.path.join(output_dir, "dg_seeds.md")

@@ -312,14 +312,11 @@ class TGCNet(nn.Module):
         for level, block in enumerate(self.up_blocks):
             skip = scales[len(scales) - 2 - level]  # the next finer scale
             if similarity is not None:
-                gate = torch.sigmoid(
-                    F.interpolate(similarity, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-                )
-                skip = skip * (1 + gate)
+                skip = skip * (1 + torch.sigmoid(_resized(similarity, skip)))
             if guidance is not None:
                 skip = torch.cat([skip, _resized(guidance, skip)], dim=1)
             x = block(x, skip)
-        x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        x = _resized(x, image)
         if self.use_cnn_branch:
             x = torch.cat([x, cnn_maps[0]], dim=1)
         if guidance is not None:
