@@ -43,7 +43,8 @@ def _seed_command(task: str, seed: int, seed_dir: str, max_epochs: int, n_per_do
     command = [sys.executable, EVALUATE_DG, "--task", task, "--ablation", "--max_epochs", str(max_epochs)]
     command += ["--n_per_domain", str(n_per_domain), "--seed", str(seed), "--output_dir", seed_dir, "--overwrite"]
     if overrides:
-        command += ["--overrides", json.dumps(overrides)]
+        # a Python literal, as fire parses it: JSON's lower-case true would reach the bundle as the text 'true'
+        command += ["--overrides", repr(overrides)]
     return command
 
 

@@ -90,6 +90,7 @@ def test_bundle_run_refuses_lower_case_false_at_entry(tmp_path):
         ("vlsanet", ["train.json", "demo.json"], "use_ce_loss"),
         ("vlsanet", ["train.json", "demo.json"], "augment_colour"),
         ("vlsanet", ["train.json", "demo.json"], "augment_intensity_curve"),
+        ("vlsanet", ["train.json", "demo.json"], "augment_class_intensity_curve"),
         ("vlsanet", ["train.json", "demo.json"], "amp"),
         ("vlsanet", ["inference.json"], "use_text"),
         ("tgcnet", ["train.json", "demo.json"], "use_knowledge"),

@@ -1,7 +1,7 @@
 """Dataset transforms: one report drawn from several (:class:`RandomTextd`), checks of label values, the pixel
 spacing kept for evaluation (:class:`RecordSpacingd`), the logits picked from a network's training outputs
-(:class:`SelectOutputd`), and random intensity curves for single-source domain generalisation
-(:class:`RandIntensityCurved`)."""
+(:class:`SelectOutputd`), and random intensity curves for single-source domain generalisation, global
+(:class:`RandIntensityCurved`) and one per labelled structure (:class:`RandClassIntensityCurved`)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ __all__ = [
     "SelectOutputd",
     "RandIntensityCurve",
     "RandIntensityCurved",
+    "RandClassIntensityCurve",
+    "RandClassIntensityCurved",
 ]
 
 
@@ -432,4 +434,146 @@ class RandIntensityCurved(RandomizableTransform, MapTransform):
         self.curve.randomize(d[first_key])
         for key in self.key_iterator(d):
             d[key] = self.curve(d[key], randomize=False)
+        return d
+
+
+class RandClassIntensityCurve(RandomizableTransform):
+    """Map each labelled structure's intensities through its own random curve: the local, class-wise counterpart of
+    :class:`RandIntensityCurve`, after the local location-scale augmentation of SLAug (Su et al., AAAI 2023).
+
+    One global curve keeps the order of tissue intensities (or reverses all of it), but other MRI sequences reorder
+    tissues: blood is brighter than fat in bSSFP and darker than it in T2. Drawing one curve per label value, with the
+    source domain's own labels, lets a model trained on one sequence see such reorderings. With probability ``prob``
+    every label value present in ``label`` gets an independent :class:`RandIntensityCurve` (inverted with probability
+    ``invert_prob``), applied to the pixels of that value; every pixel is labelled once, so the output stays in [0, 1].
+    Curves are drawn in increasing label order, so a seeded transform repeats them.
+
+    ``label`` is an index map: one channel (``(1, *spatial)``) or none (``spatial``), with the image's spatial shape.
+    The image keeps its type and device as with :class:`RandIntensityCurve`.
+
+    Args:
+        prob: probability of applying the curves; otherwise the image is returned unchanged.
+        invert_prob: probability that each class's curve is inverted.
+        num_points: points each curve is sampled at before interpolating.
+
+    Example::
+
+        curves = RandClassIntensityCurve(prob=1.0).set_random_state(seed=0)
+        label = torch.zeros(1, 96, 96)
+        label[:, 30:60, 30:60] = 1
+        curves(torch.rand(1, 96, 96), label)  # the square and the rest each through their own curve
+    """
+
+    backend = RandIntensityCurve.backend
+
+    def __init__(self, prob: float = 0.1, invert_prob: float = 0.5, num_points: int = 1001):
+        RandomizableTransform.__init__(self, prob)
+        self.curve = RandIntensityCurve(prob=1.0, invert_prob=invert_prob, num_points=num_points)
+        self.class_curves: dict[float, list[tuple[np.ndarray, np.ndarray, bool]]] = {}
+
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> RandClassIntensityCurve:
+        super().set_random_state(seed, state)
+        self.curve.set_random_state(state=self.R)  # one stream: the class curves follow this transform's seed
+        return self
+
+    def randomize(self, data: NdarrayOrTensor | None = None) -> None:
+        """Draw whether to apply the curves and, if so, one per label value of ``data`` (the label)."""
+        super().randomize(None)
+        if not self._do_transform:
+            return
+        if data is None:
+            raise ValueError("RandClassIntensityCurve needs the label to draw one curve per class.")
+        values = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+        self.class_curves = {}
+        for value in np.unique(values):
+            self.curve.randomize(None)
+            self.class_curves[float(value)] = self.curve.curves
+
+    def __call__(self, img: NdarrayOrTensor, label: NdarrayOrTensor, randomize: bool = True) -> NdarrayOrTensor:
+        """Apply one curve per class of ``label`` to ``img`` (channel first); ``randomize=False`` reuses the last
+        drawn curves, which must cover every label value."""
+        label_values = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+        spatial = tuple(img.shape[1:])
+        if label_values.ndim == len(spatial) + 1 and label_values.shape[0] == 1:
+            label_values = label_values[0]
+        if label_values.shape != spatial:
+            raise ValueError(
+                f"RandClassIntensityCurve needs an index label of spatial shape {spatial} (one channel or none), got "
+                f"shape {tuple(label.shape)} for an image of shape {tuple(img.shape)}."
+            )
+        if randomize:
+            self.randomize(label_values)
+        if not self._do_transform:
+            return img
+        values = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+        missing = sorted(set(np.unique(label_values).tolist()) - set(self.class_curves))
+        if missing:
+            raise ValueError(f"RandClassIntensityCurve drew no curve for label values {missing}; randomize first.")
+        out = np.zeros(values.shape, np.float32)
+        for value, curves in self.class_curves.items():
+            mask = np.broadcast_to(label_values == value, values.shape)
+            self.curve.curves = curves
+            out[mask] = np.asarray(self.curve(values[mask], randomize=False))
+        if isinstance(img, torch.Tensor):
+            dtype = img.dtype if torch.is_floating_point(img) else torch.float32
+        else:
+            dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float32
+        return convert_to_dst_type(out, dst=img, dtype=dtype)[0]
+
+
+class RandClassIntensityCurved(RandomizableTransform, MapTransform):
+    """Dictionary version of :class:`RandClassIntensityCurve`: the curves are drawn from ``label_key``'s label values,
+    once per call, and applied to every key.
+
+    Args:
+        keys: the image entries, usually ``"image"`` (never the label).
+        label_key: the index label whose values choose the curve of each pixel.
+        prob: probability of applying the curves; otherwise the entries are left unchanged.
+        invert_prob: probability that each class's curve is inverted.
+        num_points: points each curve is sampled at before interpolating.
+        allow_missing_keys: skip absent keys instead of raising ``KeyError``.
+
+    Example (a bundle config)::
+
+        {"_target_": "monai_ext.data.RandClassIntensityCurved", "keys": "image", "label_key": "label", "prob": 0.5}
+    """
+
+    backend = RandClassIntensityCurve.backend
+
+    def __init__(
+        self,
+        keys: KeysCollection = "image",
+        label_key: str = "label",
+        prob: float = 0.1,
+        invert_prob: float = 0.5,
+        num_points: int = 1001,
+        allow_missing_keys: bool = False,
+    ):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.label_key = label_key
+        self.curves = RandClassIntensityCurve(prob=1.0, invert_prob=invert_prob, num_points=num_points)
+
+    def set_random_state(
+        self, seed: int | None = None, state: np.random.RandomState | None = None
+    ) -> RandClassIntensityCurved:
+        super().set_random_state(seed, state)
+        self.curves.set_random_state(state=self.R)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        if not self._do_transform:
+            return d
+        if self.label_key not in d:
+            raise KeyError(f"RandClassIntensityCurved needs the label '{self.label_key}'; the item has {sorted(d)}.")
+        first_key: Hashable = self.first_key(d)
+        if first_key == ():
+            return d
+        self.curves.randomize(d[self.label_key])
+        for key in self.key_iterator(d):
+            d[key] = self.curves(d[key], d[self.label_key], randomize=False)
         return d

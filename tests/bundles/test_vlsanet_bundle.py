@@ -70,19 +70,26 @@ def test_config_ids_and_ablation_switches():
     assert parser.get_parsed_content("loss").weight == 0.0
 
 
-@pytest.mark.parametrize("switch", [False, True])
-def test_intensity_curve_switch(switch):
-    """``augment_intensity_curve`` (off by default) puts one RandIntensityCurved after the spatial augmentations and
-    before the appearance ones."""
+@pytest.mark.parametrize("global_curve", [False, True])
+@pytest.mark.parametrize("class_curve", [False, True])
+def test_intensity_curve_switches(global_curve, class_curve):
+    """``augment_class_intensity_curve`` and ``augment_intensity_curve`` (both off by default) put a
+    RandClassIntensityCurved, then a RandIntensityCurved, after the spatial augmentations (which move the label the
+    class curves read) and before the appearance ones."""
     parser = ConfigParser()
     parser.read_config(TRAIN)
-    assert parser["augment_intensity_curve"] is False
-    parser["bundle_root"], parser["augment_intensity_curve"] = BUNDLE, switch
+    assert parser["augment_intensity_curve"] is False and parser["augment_class_intensity_curve"] is False
+    parser["bundle_root"] = BUNDLE
+    parser["augment_intensity_curve"], parser["augment_class_intensity_curve"] = global_curve, class_curve
     names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
-    assert names.count("RandIntensityCurved") == int(switch)
-    if switch:
-        assert names[names.index("RandIntensityCurved") - 1] == "RandFlipd"
-        assert names[names.index("RandIntensityCurved") + 1] == "RandAdjustContrastd"
+    expected = ["RandClassIntensityCurved"] * class_curve + ["RandIntensityCurved"] * global_curve
+    start = names.index("RandFlipd") + 1
+    assert names[start : start + len(expected)] == expected
+    assert names[start + len(expected)] == "RandAdjustContrastd"
+    assert names.count("RandClassIntensityCurved") + names.count("RandIntensityCurved") == len(expected)
+    if class_curve:
+        curves = parser.get_parsed_content("train#preprocessing").transforms[start]
+        assert curves.label_key == "label"
 
 
 def test_network_in_out_without_text():

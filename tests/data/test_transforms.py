@@ -1,4 +1,4 @@
-"""Mask binarisation, label value checks and random intensity curves."""
+"""Mask binarisation, label value checks and random intensity curves, global and per labelled structure."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from monai_ext.data import (
     BinarizeMask,
     BinarizeMaskd,
     LabelValueError,
+    RandClassIntensityCurve,
+    RandClassIntensityCurved,
     RandIntensityCurve,
     RandIntensityCurved,
     ValidateLabelValues,
@@ -151,3 +153,79 @@ def test_intensity_curve_refuses_bad_arguments():
         RandIntensityCurve(invert_prob=1.5)
     with pytest.raises(ValueError, match="num_points"):
         RandIntensityCurve(num_points=1)
+
+
+def _two_structures() -> tuple[np.ndarray, np.ndarray]:
+    """A ramp image over two rows of labels: row 0 is class 0, row 1 class 2, both with the same intensities."""
+    image = np.repeat(_ramp(), 2, axis=0)[None]  # (1, 2, 201)
+    label = np.array([[0], [2]], dtype=np.float32) * np.ones((1, 2, 201), dtype=np.float32)
+    return image, label
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_class_intensity_curve_is_one_monotone_curve_per_class(seed):
+    image, label = _two_structures()
+    out = RandClassIntensityCurve(prob=1.0).set_random_state(seed=seed)(image, label)
+    assert out.shape == image.shape and out.min() >= 0.0 and out.max() <= 1.0
+    for row in out[0]:
+        steps = np.diff(row.astype(np.float64))
+        assert steps.min() >= -1e-6 or steps.max() <= 1e-6, "each class's curve must be monotone"
+
+
+def test_class_intensity_curves_differ_between_classes_and_can_reorder_tissues():
+    """Two structures of the same intensities come out different, and a bright structure can come out darker than a
+    dimmer one (bSSFP blood 0.9 above fat 0.75; T2 blood below fat), which no single monotone curve does."""
+    image, label = _two_structures()
+    outputs = [RandClassIntensityCurve(prob=1.0).set_random_state(seed=s)(image, label) for s in range(10)]
+    assert any(not np.allclose(out[0, 0], out[0, 1]) for out in outputs)
+    flat = np.array([[[0.9, 0.9, 0.75, 0.75]]], dtype=np.float32)  # blood, blood, fat, fat
+    tissues = np.array([[[1, 1, 0, 0]]], dtype=np.float32)
+    reordered = [RandClassIntensityCurve(prob=1.0).set_random_state(seed=s)(flat, tissues) for s in range(20)]
+    assert any(out[0, 0, 0] < out[0, 0, 2] for out in reordered)
+    assert any(out[0, 0, 0] > out[0, 0, 2] for out in reordered)
+    global_curves = [RandIntensityCurve(prob=1.0, invert_prob=0.0).set_random_state(seed=s)(flat) for s in range(20)]
+    assert all(out[0, 0, 0] >= out[0, 0, 2] for out in global_curves)
+
+
+def test_class_intensity_curve_reproducible_under_compose_reseeding_and_keys_share_curves():
+    pipeline = Compose([RandClassIntensityCurved(keys=["image", "image2"], label_key="label", prob=0.5)])
+    rng = np.random.default_rng(0)
+    items = []
+    for _ in range(6):
+        image = torch.as_tensor(rng.uniform(size=(1, 8, 8)), dtype=torch.float32)
+        items.append({"image": image, "image2": image.clone(), "label": torch.as_tensor(rng.integers(0, 4, (1, 8, 8)))})
+
+    def epoch(seed):
+        pipeline.set_random_state(seed=seed)
+        outs = [pipeline(item) for item in items]
+        assert all(torch.equal(out["image"], out["image2"]) for out in outs)
+        assert all(out["label"] is item["label"] for out, item in zip(outs, items))
+        return torch.stack([out["image"] for out in outs])
+
+    assert torch.equal(epoch(5), epoch(5))
+    assert not torch.equal(epoch(5), epoch(6))
+
+
+def test_class_intensity_curve_keeps_type_dtype_and_meta_and_prob_0_is_identity():
+    image, label = _two_structures()
+    curves = RandClassIntensityCurve(prob=1.0)
+    assert curves(image.astype(np.float64), label).dtype == np.float64
+    meta = curves(MetaTensor(torch.as_tensor(image), meta={"filename_or_obj": "bssfp_3.nii.gz"}), label)
+    assert isinstance(meta, MetaTensor) and meta.meta["filename_or_obj"] == "bssfp_3.nii.gz"
+    half = curves(torch.as_tensor(image, dtype=torch.float16), torch.as_tensor(label[0]))  # label without channel
+    assert half.dtype == torch.float16
+    assert RandClassIntensityCurve(prob=0.0)(image, label) is image
+    data = {"image": image, "label": label}
+    assert RandClassIntensityCurved(prob=0.0)(data)["image"] is image
+
+
+def test_class_intensity_curve_refuses_bad_labels():
+    image, label = _two_structures()
+    with pytest.raises(ValueError, match=r"spatial shape \(2, 201\).*got shape \(1, 2, 200\)"):
+        RandClassIntensityCurve(prob=1.0)(image, label[..., :200])
+    curves = RandClassIntensityCurve(prob=1.0)
+    curves(image, label)
+    with pytest.raises(ValueError, match=r"no curve for label values \[1.0, 3.0\]"):
+        curves(image, label + 1.0, randomize=False)  # curves were drawn for 0 and 2
+    with pytest.raises(KeyError, match="'seg'"):
+        RandClassIntensityCurved(label_key="seg", prob=1.0)({"image": image, "label": label})

@@ -4,6 +4,7 @@ seed's command and the summary, and the per-target-domain table is written besid
 import json
 import os
 
+from fire import parser as fire_parser
 from script_loader import load_script
 
 TARGETS = ("lge", "t2")
@@ -36,7 +37,7 @@ def test_overrides_reach_every_seed_and_the_per_target_table(monkeypatch, tmp_pa
         task="cardiac", output_dir=str(tmp_path), seeds=(0, 2), overrides={"augment_intensity_curve": True}
     )
     for command in commands.values():
-        overrides = json.loads(command[command.index("--overrides") + 1])
+        overrides = fire_parser.DefaultParseValue(command[command.index("--overrides") + 1])  # as evaluate_dg gets it
         assert overrides["augment_intensity_curve"] is True
         assert overrides["class_prompts"].endswith("prompts_cardiac_demo.json")  # the aligned CLIP's own overrides stay
     assert sorted(commands) == [0, 2]
