@@ -92,6 +92,17 @@ def test_intensity_curve_switches(global_curve, class_curve):
         assert curves.label_key == "label"
 
 
+def test_cardiac_overlay_turns_the_class_intensity_curves_on():
+    """The cardiac overlay trains with one random curve per structure (they bridge bSSFP -> T2 on the demo,
+    ``docs/benchmarks.md`` result 4); fundus keeps them off."""
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    parser.update(ConfigParser.load_config_files(os.path.join(CONFIGS, "cardiac.json")))
+    parser["bundle_root"] = BUNDLE
+    names = [type(t).__name__ for t in parser.get_parsed_content("train#preprocessing").transforms]
+    assert names.count("RandClassIntensityCurved") == 1 and "RandIntensityCurved" not in names
+
+
 def test_network_in_out_without_text():
     verify_net_in_out(
         net_id="network_def",
