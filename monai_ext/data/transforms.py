@@ -295,6 +295,16 @@ def _bezier_curve(control_x: np.ndarray, control_y: np.ndarray, num_points: int)
     return np.maximum.accumulate(x), y  # rounding must not unsort x for np.interp
 
 
+def _as_image_type(values: np.ndarray, img: NdarrayOrTensor) -> NdarrayOrTensor:
+    """``values`` (in [0, 1]) as ``img``'s type and device, in its floating dtype or, for integer images, float32."""
+    if isinstance(img, torch.Tensor):
+        dtype = img.dtype if torch.is_floating_point(img) else torch.float32
+    else:
+        dtype = np.asarray(img).dtype
+        dtype = dtype if np.issubdtype(dtype, np.floating) else np.float32
+    return convert_to_dst_type(values, dst=img, dtype=dtype)[0]
+
+
 class RandIntensityCurve(RandomizableTransform):
     """Map intensities in [0, 1] through a random monotone curve, increasing or (inverting the contrast) decreasing:
     the global intensity augmentation of single-source domain generalisation methods such as SLAug (Su et al., AAAI
@@ -375,11 +385,7 @@ class RandIntensityCurve(RandomizableTransform):
             out = np.stack([self._map(channel, curve) for channel, curve in zip(values, self.curves)])
         else:
             out = self._map(values, self.curves[0])
-        if isinstance(img, torch.Tensor):
-            dtype = img.dtype if torch.is_floating_point(img) else torch.float32
-        else:
-            dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float32
-        return convert_to_dst_type(out, dst=img, dtype=dtype)[0]
+        return _as_image_type(out, img)
 
 
 class RandIntensityCurved(RandomizableTransform, MapTransform):
@@ -516,11 +522,7 @@ class RandClassIntensityCurve(RandomizableTransform):
             mask = np.broadcast_to(label_values == value, values.shape)
             self.curve.curves = curves
             out[mask] = np.asarray(self.curve(values[mask], randomize=False))
-        if isinstance(img, torch.Tensor):
-            dtype = img.dtype if torch.is_floating_point(img) else torch.float32
-        else:
-            dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float32
-        return convert_to_dst_type(out, dst=img, dtype=dtype)[0]
+        return _as_image_type(out, img)
 
 
 class RandClassIntensityCurved(RandomizableTransform, MapTransform):
