@@ -94,7 +94,8 @@ def _markdown(summary: dict) -> str:
         f"{s['n_per_domain']} images per domain, CLIP: {s['clip']}, class prompts: {s['class_prompts'] or 'bundle'}"
         + (f", config overrides: `{json.dumps(s['overrides'])}`" if s.get("overrides") else "")
         + ". "
-        "Mean unseen-domain Dice (%, per-image mean over each target domain, then the mean over domains).",
+        f"Mean unseen-domain Dice (%, {summary['aggregation']} mean over each target domain, then the "
+        "mean over domains).",
         "",
         f"Command: `{s['command']}`",
         "",
@@ -199,6 +200,7 @@ def main(
         },
         "source": first["source"],
         "targets": first["targets"],
+        "aggregation": first["aggregation"],
         "per_seed": _dice_by_variant_and_seed(results, "mean"),
         "per_target": {target: _dice_by_variant_and_seed(results, target) for target in first["targets"]},
     }

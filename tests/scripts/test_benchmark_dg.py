@@ -20,7 +20,7 @@ def fake_results(seed: int) -> dict:
             {"variant": variant, "target_domain": "t2", "mean Dice": t2},
             {"variant": variant, "target_domain": "mean", "mean Dice": (lge + t2) / 2},
         ]
-    return {"source": "bssfp", "targets": list(TARGETS), "rows": rows}
+    return {"source": "bssfp", "targets": list(TARGETS), "rows": rows, "aggregation": "per volume"}
 
 
 def test_overrides_reach_every_seed_and_the_per_target_table(monkeypatch, tmp_path):
@@ -48,4 +48,5 @@ def test_overrides_reach_every_seed_and_the_per_target_table(monkeypatch, tmp_pa
     text = open(markdown_path, encoding="utf-8").read()
     assert '`{"augment_intensity_curve": true}`' in text
     assert "| variant | lge | t2 |" in text
+    assert "per volume mean over each target domain" in text  # cardiac Dice is per volume, as evaluate_dg made it
     assert "| no_em | 21.00 ± 1.41 | 10.50 ± 0.71 |" in text
